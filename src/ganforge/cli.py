@@ -1,0 +1,264 @@
+"""The `ganforge` command. Every user error is one line on stderr and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .registry import GanforgeError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's two-line usage dump becomes one actionable line
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _seeds(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {s!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ganforge", description="Train, sample and explore GANs from 2014 to 2018.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="verb", parser_class=_Parser, metavar="VERB")
+
+    sub.add_parser("models", help="registered models and their papers")
+
+    d = sub.add_parser("data", help="what data is available, and where it was found")
+    dsub = d.add_subparsers(dest="data_verb", parser_class=_Parser, metavar="list|prepare")
+    dsub.add_parser("list", help="named datasets and where each was found")
+    prep = dsub.add_parser("prepare", help="find a dataset, downloading it into the cache if need be")
+    prep.add_argument("name")
+
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("model", help="a registered model (ganforge models)")
+    t.add_argument("--data", help="dataset name (ganforge data list) or a folder of images")
+    t.add_argument("--resolution", type=_positive_int)
+    t.add_argument("--steps", type=_positive_int, help="generator updates to reach")
+    t.add_argument("--minutes", type=_nonneg_float, help="stop after this much wall time (with a checkpoint)")
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--config", help="a YAML file of overrides")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.lr_g=1e-4 --set arch.base_channels=32")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--checkpoint-every", type=_positive_int)
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="write samples of a trained model")
+    s.add_argument("run", metavar="RUN_OR_CKPT")
+    s.add_argument("--n", type=_positive_int, default=64)
+    s.add_argument("--out", required=True, help="folder for PNGs, or a .npz file with --format npz")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float)
+    s.add_argument("--format", choices=("png", "npz"), default="png")
+    s.add_argument("--grid", action="store_true", help="also write grid.png")
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s.add_argument("--class", dest="cls", type=int, help="class label (class-conditional models)")
+    s.add_argument("--device", default="cpu")
+
+    i = sub.add_parser("interpolate", help="a walk between seeds' latents, as a GIF or a strip")
+    i.add_argument("run", metavar="RUN_OR_CKPT")
+    i.add_argument("--out", required=True, help="FILE.gif or FILE.png")
+    i.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3])
+    i.add_argument("--steps", type=_positive_int, default=8, help="images per segment")
+    i.add_argument("--method", choices=("slerp", "lerp"), default="slerp")
+    i.add_argument("--force", action="store_true")
+
+    e = sub.add_parser("export", help="one self-describing .safetensors file to share")
+    e.add_argument("run", metavar="RUN")
+    e.add_argument("--out", required=True)
+    e.add_argument("--force", action="store_true")
+    return p
+
+
+# ------------------------------------------------------------------------------------------ verbs
+
+def cmd_models(args) -> None:
+    from .registry import get_model, list_models
+
+    for name in list_models():
+        spec = get_model(name)
+        res = "/".join(map(str, spec.resolutions)) or "any"
+        print(f"{name:8s} {spec.paper}  [paper resolution: {res}]")
+
+
+def cmd_data(args) -> None:
+    from .data import data_status, prepare
+
+    if args.data_verb == "prepare":
+        print(f"{args.name}: {prepare(args.name)}")
+        return
+    for row in data_status():
+        where = row["found"] or f"not found (get it: {row['install']}, or `ganforge data prepare {row['name']}`)"
+        print(f"{row['name']:14s} {where}")
+    print("any folder     a path to a folder of images (searched recursively)")
+
+
+def _train_layers(args) -> list[dict]:
+    from . import config as config_mod
+
+    layers = []
+    if args.config:
+        layers.append(config_mod.read_yaml(args.config))
+    flags: dict = {"data": {}, "train": {}}
+    if args.data is not None:
+        flags["data"]["name"] = args.data
+    if args.resolution is not None:
+        flags["data"]["resolution"] = args.resolution
+    for key, attr in [("steps", "steps"), ("minutes", "minutes"), ("batch_size", "batch_size"), ("seed", "seed"),
+                      ("checkpoint_every", "checkpoint_every"), ("sample_every", "sample_every"),
+                      ("device", "device")]:
+        if getattr(args, attr) is not None:
+            flags["train"][key] = getattr(args, attr)
+    layers.append({k: v for k, v in flags.items() if v})
+    if args.set:
+        layers.append(config_mod.parse_set(args.set))
+    return layers
+
+
+def cmd_train(args) -> None:
+    from . import config as config_mod
+    from .registry import get_model
+    from .train.loop import prepare_run, train
+
+    get_model(args.model)  # unknown model: a clear error before anything else
+    layers = _train_layers(args)
+    if args.resume and not args.out:
+        raise GanforgeError("--resume needs --out RUN_DIR: the run to continue")
+    if args.out:
+        run_dir = Path(args.out)
+    else:
+        cfg_probe = config_mod.resolve(args.model, layers)
+        data_tag = Path(cfg_probe.data.name).name or "data"
+        run_dir = Path("runs") / f"{args.model}-{data_tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg = prepare_run(args.model, layers, run_dir, args.resume)
+    if args.dry_run:
+        print(config_mod.to_yaml(cfg), end="")
+        return
+    result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    print(f"run:        {result['run_dir']}  (step {result['step']}, stopped by {result['stopped_by']})")
+    print(f"checkpoint: {result['checkpoint']}")
+    print(f"samples:    {result['samples']}")
+    if result["progress_gif"]:
+        print(f"progress:   {result['progress_gif']}")
+
+
+def _check_free(paths: list[Path], force: bool) -> None:
+    taken = [p for p in paths if p.exists()]
+    if taken and not force:
+        raise GanforgeError(f"{taken[0]} exists ({len(taken)} file(s) would be overwritten); choose another "
+                            f"--out or pass --force")
+
+
+def cmd_sample(args) -> None:
+    import numpy as np
+
+    from .sampling import load
+    from .viz import save_grid, save_images, to_uint8
+
+    if args.cls is not None:
+        raise GanforgeError("--class needs a class-conditional model; this one is unconditional")
+    gen = load(args.run, device=args.device)
+    z = gen.latents(args.n, seed=args.seed, truncation=args.truncation)
+    images = gen.generate(z)
+    out = Path(args.out)
+    if args.format == "npz":
+        path = out if out.suffix == ".npz" else out / "samples.npz"
+        _check_free([path], args.force)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, images=to_uint8(images), z=z.numpy())  # images: [N, H, W, C] uint8
+        print(f"{args.n} samples -> {path}")
+        return
+    if out.suffix:
+        raise GanforgeError(f"--out {out} looks like a file; with --format png it must be a folder")
+    targets = [out / f"{i:06d}.png" for i in range(args.n)] + ([out / "grid.png"] if args.grid else [])
+    _check_free(targets, args.force)
+    save_images(images, out)
+    if args.grid:
+        save_grid(images[:256], out / "grid.png")
+    print(f"{args.n} samples -> {out}/")
+
+
+def cmd_interpolate(args) -> None:
+    from .sampling import interpolation_latents, load
+    from .viz import make_grid, save_gif, save_grid
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".gif", ".png"):
+        raise GanforgeError(f"--out must end in .gif or .png, got {out}")
+    _check_free([out], args.force)
+    gen = load(args.run)
+    images = gen.generate(interpolation_latents(gen, args.seeds, args.steps, args.method))
+    if out.suffix.lower() == ".png":
+        save_grid(images, out, nrow=args.steps)
+    else:
+        save_gif([make_grid(x[None], nrow=1, padding=0) for x in images], out)
+    print(f"interpolation of seeds {','.join(map(str, args.seeds))} -> {out}")
+
+
+def cmd_export(args) -> None:
+    from .sampling import export
+
+    print(f"exported -> {export(args.run, args.out, overwrite=args.force)}")
+
+
+VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
+         "interpolate": cmd_interpolate, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"ganforge {__version__}")
+        return 0
+    if not args.verb:
+        parser.print_help()
+        return 2
+    if args.verb == "data" and not args.data_verb:
+        args.data_verb = "list"
+    try:
+        VERBS[args.verb](args)
+    except GanforgeError as e:
+        print(f"ganforge {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ganforge {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

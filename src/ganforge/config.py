@@ -1,0 +1,227 @@
+"""Typed run configuration: dataclasses, YAML presets and `--set key=value` overrides.
+
+A resolved config is layered: dataclass defaults <- the model's paper defaults (registry) <- the preset
+`presets/<model>_<data>.yaml` if one exists <- `--config FILE` <- command-line flags <- `--set`.
+An unknown key anywhere is an error that names it; values are checked against the field's type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .registry import GanforgeError, get_model
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"  # a dataset name (`ganforge data list`) or a folder path
+    resolution: int = 0          # 0 = the model's paper resolution (28 for gan, 32 for dcgan)
+    channels: int = 0            # 0 = as the data is (grey stays grey); 1 or 3 to force
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 5000            # generator updates; --minutes may end the run sooner
+    minutes: float = 0.0         # wall-time bound (0 = none); the run still ends with a checkpoint and samples
+    batch_size: int = 64
+    seed: int = 0
+    loss: str = "nonsaturating"  # see ganforge.losses.LOSSES
+    optimizer: str = "adam"      # adam | sgd
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's; for sgd, betas[0] is the momentum
+    ema: bool = True             # keep an exponential moving average of G (Karras et al. 2018) for sampling
+    ema_kimg: float = 10.0       # EMA half-life in thousands of images (StyleGAN2-ADA's default)
+    ema_rampup: float = 0.05     # early on, half-life <= this fraction of images seen, so the EMA is not stale
+    precision: str = "auto"      # auto (bf16 autocast where the CPU/GPU supports it fast), bf16, fp32
+    channels_last: bool = True   # NHWC convolutions: faster with oneDNN and cuDNN
+    device: str = "auto"         # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3    # newest K are kept; older ones are deleted only after a newer one is complete
+    sample_every: int = 250      # fixed-latent grid for samples/ and progress.gif (0 = only at the end)
+    log_every: int = 50          # metrics.jsonl, TensorBoard and the progress bar's losses
+    sample_grid: int = 64        # images per progress grid
+
+
+@dataclass
+class RunConfig:
+    model: str = "dcgan"
+    arch: Any = None             # the family's config dataclass (see `ganforge models`)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: int = 1             # config schema version, checked on load
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"]["betas"] = list(d["train"]["betas"])
+        return d
+
+
+# ------------------------------------------------------------------------------------- typed overrides
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise GanforgeError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise GanforgeError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise GanforgeError(f"{key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise GanforgeError(f"{key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise GanforgeError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def apply_dict(obj: Any, values: dict, prefix: str = "") -> None:
+    """Set dataclass fields of `obj` from a nested dict; unknown keys and wrong types are errors."""
+    if not isinstance(values, dict):
+        raise GanforgeError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise GanforgeError(f"unknown config key {key!r}; {prefix.rstrip('.') or 'the config'} has: "
+                                f"{', '.join(sorted(names))}")
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current):
+            apply_dict(current, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def parse_set(items: list[str]) -> dict:
+    """['train.lr_g=1e-4', 'arch.base_channels=8'] -> nested dict with YAML-typed values."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise GanforgeError(f"--set takes key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise GanforgeError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise GanforgeError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise GanforgeError(f"config file {p} must hold a mapping")
+    return data
+
+
+def preset_path(model: str, data: str) -> Path:
+    return PRESETS / f"{model}_{data}.yaml"
+
+
+def resolve(model: str, layers: list[dict]) -> RunConfig:
+    """Build a RunConfig for `model` from override layers (lowest priority first)."""
+    spec = get_model(model)
+    cfg = RunConfig(model=model, arch=spec.config_cls())
+    defaults = dict(spec.train_defaults)
+    if "resolution" in defaults:
+        cfg.data.resolution = defaults.pop("resolution")
+    apply_dict(cfg.train, defaults, "train.")
+    merged: dict = {}
+    for layer in layers:
+        merged = merge(merged, layer)
+    data_name = (merged.get("data") or {}).get("name", cfg.data.name)
+    if preset_path(model, str(data_name)).is_file():
+        merged = merge(read_yaml(preset_path(model, str(data_name))), merged)
+    if "model" in merged and merged["model"] != model:
+        raise GanforgeError(f"config says model {merged['model']!r} but {model!r} was asked for")
+    merged.pop("model", None)
+    apply_dict(cfg, merged)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    from .losses import LOSSES
+
+    t, d = cfg.train, cfg.data
+    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.checkpoint_every": t.checkpoint_every,
+                "train.keep_checkpoints": t.keep_checkpoints, "train.log_every": t.log_every,
+                "train.sample_grid": t.sample_grid}
+    for k, v in positive.items():
+        if v < 1:
+            raise GanforgeError(f"{k} must be >= 1, got {v}")
+    for k, v in {"train.lr_g": t.lr_g, "train.lr_d": t.lr_d}.items():
+        if not v > 0:
+            raise GanforgeError(f"{k} must be > 0, got {v}")
+    if t.minutes < 0 or t.sample_every < 0 or t.ema_kimg < 0:
+        raise GanforgeError("train.minutes, train.sample_every and train.ema_kimg must be >= 0")
+    if t.loss not in LOSSES:
+        raise GanforgeError(f"unknown loss {t.loss!r}; known: {', '.join(LOSSES)}")
+    if t.optimizer not in ("adam", "sgd"):
+        raise GanforgeError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
+    if t.precision not in ("auto", "bf16", "fp32"):
+        raise GanforgeError(f"train.precision must be auto, bf16 or fp32, got {t.precision!r}")
+    if d.channels not in (0, 1, 3):
+        raise GanforgeError(f"data.channels must be 0 (as the data is), 1 or 3, got {d.channels}")
+    if d.resolution < 4:
+        raise GanforgeError(f"data.resolution must be >= 4, got {d.resolution}")
+
+
+def from_dict(d: dict) -> RunConfig:
+    """Rebuild a RunConfig saved by `to_dict` (config.yaml, checkpoint metadata)."""
+    if d.get("version", 1) != 1:
+        raise GanforgeError(f"config version {d.get('version')} is newer than this ganforge understands")
+    d = dict(d)
+    model = d.pop("model")
+    d.pop("version", None)
+    spec = get_model(model)
+    cfg = RunConfig(model=model, arch=spec.config_cls())
+    apply_dict(cfg, d)
+    return cfg
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,58 @@
+"""The model registry: every GAN family registers its builder here, and tests iterate over it.
+
+Modelled on torchvision's `register_model` / `get_model` / `list_models`: a typed builder per name,
+duplicate names are an error, an unknown name is an error that lists the known ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+
+class GanforgeError(Exception):
+    """An error a user can act on; the CLI prints its message as one line, never a traceback."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config_cls: type                       # the family's config dataclass (architecture only)
+    build: Callable[..., tuple[nn.Module, nn.Module]]  # build(cfg, resolution, channels) -> (G, D)
+    paper: str                             # "Authors Year, Title, link"
+    recipe: str = "unconditional"          # how the family trains (see ganforge.recipes)
+    train_defaults: dict[str, Any] = field(default_factory=dict)  # paper's optimiser and loss
+    resolutions: tuple[int, ...] = ()      # resolutions the paper uses (others may still build)
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, **kwargs) -> Callable:
+    """Decorator for a family's `build` function: `@register_model("dcgan", config_cls=..., paper=...)`."""
+
+    def wrap(build):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelSpec(name=name, build=build, **kwargs)
+        return build
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (importing registers every family)
+
+
+def get_model(name: str) -> ModelSpec:
+    _ensure_loaded()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise GanforgeError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODELS))}") from None
+
+
+def list_models() -> list[str]:
+    _ensure_loaded()
+    return sorted(_MODELS)

@@ -1,0 +1,187 @@
+"""Checkpoints: one safetensors file per save, written to a temporary name, flushed and renamed, so a crash
+at any moment leaves the previous checkpoint intact.
+
+Everything is tensors plus one JSON metadata string: network weights (`G.*`, `D.*`, `G_ema.*`), optimiser
+state tensors (`opt.G.state.<i>.<key>`), RNG states (`rng.*`, uint8); the JSON holds the step, the resolved
+config, optimiser hyper-parameters and the data position. Loading runs no code (no pickle), so a checkpoint
+from a stranger is as safe to open as an image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+from ..registry import GanforgeError
+
+FORMAT = "ganforge-checkpoint"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.safetensors"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary files are never listed)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write `payload` to `path` so that readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    delay = float(os.environ.get("GANFORGE_TEST_SLOW_WRITE", "0") or 0)  # tests kill us inside this window
+    if delay:
+        time.sleep(delay)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.state.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(prefix: str, meta: dict, tensors: dict) -> dict:
+    state: dict = {}
+    for name, t in tensors.items():
+        if name.startswith(prefix + ".state."):
+            pid, key = name[len(prefix) + 7:].split(".", 1)
+            state.setdefault(int(pid), {})[key] = t
+    for name, v in meta.get("scalars", {}).items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer], rng: dict[str, torch.Tensor],
+                    meta: dict, keep: int) -> Path:
+    """Save everything needed to continue the run bit-identically, then prune to the newest `keep`."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in nets.items():
+        for k, v in net.state_dict().items():
+            tensors[f"{name}.{k}"] = v
+    opt_meta = {}
+    for name, opt in optimizers.items():
+        t, m = _optimizer_tensors(f"opt.{name}", opt)
+        tensors.update(t)
+        opt_meta[name] = m
+    for k, v in rng.items():
+        tensors[f"rng.{k}"] = v
+    tensors = {k: v.detach().to("cpu", copy=False).contiguous() for k, v in tensors.items()}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, "nets": sorted(nets),
+              "optimizers": opt_meta, **meta}
+    payload = st_save(tensors, metadata={"ganforge": json.dumps(header)})
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / checkpoint_name(step)
+    atomic_write_bytes(path, payload)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read_header(path: Path) -> dict:
+    """The JSON metadata of a checkpoint or exported model; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanforgeError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise GanforgeError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if "ganforge" not in meta:
+        raise GanforgeError(f"{path} is a safetensors file but not a ganforge checkpoint or model")
+    header = json.loads(meta["ganforge"])
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise GanforgeError(f"{path} was written by a newer ganforge (format {header['format_version']})")
+    return header
+
+
+def read_tensors(path: Path, prefix: str | None = None, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, optionally only those under `prefix.` (with the prefix stripped)."""
+    out = {}
+    with safe_open(str(path), framework="pt", device=device) as f:
+        for k in f.keys():
+            if prefix is None:
+                out[k] = f.get_tensor(k)
+            elif k.startswith(prefix + "."):
+                out[k[len(prefix) + 1:]] = f.get_tensor(k)
+    return out
+
+
+def load_training_state(path: Path, nets: dict, optimizers: dict, device) -> tuple[dict, dict]:
+    """Restore nets and optimisers in place; return (header, rng tensors)."""
+    header = read_header(path)
+    tensors = read_tensors(path)
+    for name, net in nets.items():
+        sd = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        net.load_state_dict(sd)
+    for name, opt in optimizers.items():
+        opt.load_state_dict(_optimizer_state(f"opt.{name}", header["optimizers"][name],
+                                             {k: v for k, v in tensors.items() if k.startswith(f"opt.{name}.")}))
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    return header, rng
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint that reads whole; an unreadable one (a disk fault) is skipped with a warning."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            read_header(path)
+            return path
+        except GanforgeError as e:
+            warnings.warn(f"skipping unreadable checkpoint: {e}", stacklevel=2)
+    return None
+
+
+def resolve_checkpoint(run_or_ckpt: str | Path) -> Path:
+    """A run directory (its newest checkpoint), a checkpoint file, or an exported model file."""
+    p = Path(run_or_ckpt)
+    if p.is_dir():
+        ckpt = newest_checkpoint(p)
+        if ckpt is None:
+            raise GanforgeError(f"{p} holds no complete checkpoint (looked in {p / 'checkpoints'})")
+        return ckpt
+    if p.is_file():
+        return p
+    raise GanforgeError(f"{p} is neither a run directory nor a checkpoint file")

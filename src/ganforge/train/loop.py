@@ -1,0 +1,414 @@
+"""The one training loop: steps, phases, EMA, mixed precision, checkpoints, logs and samples for every family.
+
+The loop knows phases, not GAN maths (stylegan2-ada's `accumulate_gradients(phase=...)`): a recipe gives the
+losses of a phase, the loop does backward and the optimiser step. Resuming restores the weights, optimiser
+states, RNG states and data position, so on CPU a run stopped and resumed ends bit-identical to one never
+stopped.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import config as config_mod
+from ..config import RunConfig
+from ..data import ImageData, load_data
+from ..recipes import RECIPES
+from ..registry import GanforgeError, get_model
+from ..viz import build_progress_gif, save_grid
+from .checkpoint import list_checkpoints, load_training_state, newest_checkpoint, save_checkpoint
+from .ema import EMA, has_batchnorm, recalibrate_batchnorm
+from .logging import MetricsLog
+
+
+# ------------------------------------------------------------------------------------------ the machine
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GanforgeError(f"train.device={name} but no CUDA device is available")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
+    if precision == "auto":
+        return torch.bfloat16 if fast else None
+    return torch.bfloat16  # asked for explicitly: honour it even where it is emulated
+
+
+def _uses_conv(net: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+@dataclass
+class Setup:
+    """Everything a run is made of, built from a resolved config (also used by the speed benchmark)."""
+    cfg: RunConfig
+    device: torch.device
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module | None
+    opt: dict
+    recipe: object
+    autocast_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
+
+
+def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device):
+    t = cfg.train
+    if t.optimizer == "adam":
+        # The fused kernel updates all parameters in one pass (CPU and CUDA); fall back where it is missing.
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=t.betas, fused=True)
+        except (RuntimeError, TypeError):
+            return torch.optim.Adam(params, lr=lr, betas=t.betas, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=t.betas[0], foreach=True)
+
+
+def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> Setup:
+    device = device or pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)  # initial weights depend on the seed alone
+    spec = get_model(cfg.model)
+    G, D = spec.build(cfg.arch, cfg.data.resolution, channels)
+    fmt = torch.channels_last if cfg.train.channels_last and _uses_conv(D) else torch.contiguous_format
+    G = G.to(device, memory_format=fmt)
+    D = D.to(device, memory_format=fmt)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
+    opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device),
+           "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device)}
+    recipe = RECIPES[spec.recipe](G, D, cfg.train.loss)
+    return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt)
+
+
+class Batches:
+    """Deterministic epochs: each epoch's order is a permutation seeded by (seed, epoch), so the data position
+    is two integers and a resumed run reads exactly the batches the uninterrupted run would."""
+
+    def __init__(self, data: ImageData, batch_size: int, seed: int, device, memory_format):
+        if len(data) < batch_size:
+            raise GanforgeError(f"the data has {len(data)} images, fewer than one batch ({batch_size}); "
+                                f"lower --batch-size")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.device, self.memory_format = device, memory_format
+        self.epoch, self.offset = 0, 0
+        self._perm = None
+
+    def _permutation(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(len(self.data), generator=g)
+
+    def next(self) -> torch.Tensor:
+        if self._perm is None:
+            self._perm = self._permutation()
+        if self.offset + self.batch_size > len(self.data):  # drop the ragged end: every batch is full
+            self.epoch, self.offset = self.epoch + 1, 0
+            self._perm = self._permutation()
+        idx = self._perm[self.offset: self.offset + self.batch_size]
+        self.offset += self.batch_size
+        x = self.data.batch(idx).to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self.offset, self._perm = state["epoch"], state["offset"], None
+
+
+def fixed_latents(cfg: RunConfig, z_dim: int, n: int, device) -> torch.Tensor:
+    """The latents of the progress grids: the same in every sample and across resumes."""
+    g = torch.Generator().manual_seed(cfg.train.seed + 777)
+    return torch.randn(n, z_dim, generator=g).to(device)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, data: ImageData, progress: bool = True):
+        self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
+        self.s = build(cfg, data.channels)
+        s = self.s
+        self.z_dim = s.G.z_dim
+        self.batches = Batches(data, cfg.train.batch_size, cfg.train.seed, s.device, s.memory_format)
+        self.z_gen = torch.Generator(device=s.device).manual_seed(cfg.train.seed + 1)
+        self.ema = (EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup, cfg.train.batch_size)
+                    if s.G_ema is not None else None)
+        self.bn_recalibrate = s.G_ema is not None and has_batchnorm(s.G)
+        self.step = 0
+        self.progress = progress
+        self.grid_z = fixed_latents(cfg, self.z_dim, cfg.train.sample_grid, s.device)
+
+    # -- state
+    def _nets(self) -> dict:
+        nets = {"G": self.s.G, "D": self.s.D}
+        if self.s.G_ema is not None:
+            nets["G_ema"] = self.s.G_ema
+        return nets
+
+    def _rng(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "z": self.z_gen.get_state()}
+        if self.s.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.s.device)
+        return rng
+
+    def save(self) -> Path:
+        self._prepare_sampler()
+        meta = {"config": self.cfg.to_dict(), "data": self.batches.state(), "nimg": self.nimg,
+                "data_channels": self.data.channels, "time": time.time()}
+        return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
+                               self.cfg.train.keep_checkpoints)
+
+    def restore(self, path: Path) -> None:
+        header, rng = load_training_state(path, self._nets(), self.s.opt, self.s.device)
+        self.step = header["step"]
+        self.batches.restore(header["data"])
+        torch.set_rng_state(rng["torch"])
+        self.z_gen.set_state(rng["z"])
+        if "cuda" in rng and self.s.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.s.device)
+
+    @property
+    def nimg(self) -> int:
+        return self.step * self.cfg.train.batch_size
+
+    # -- samples
+    def _prepare_sampler(self) -> None:
+        if self.bn_recalibrate:
+            recalibrate_batchnorm(self.s.G_ema, self.z_dim, self.s.device)
+
+    @torch.no_grad()
+    def write_samples(self) -> Path:
+        self._prepare_sampler()
+        G = self.s.sampler
+        was = G.training
+        G.eval()
+        images = torch.cat([G(z) for z in self.grid_z.split(64)]).float()
+        G.train(was)
+        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
+        save_grid(images, path)
+        return path
+
+    # -- the loop
+    def run(self, steps: int, minutes: float = 0.0) -> dict:
+        s, cfg = self.s, self.cfg
+        t = cfg.train
+        log = MetricsLog(self.run_dir, self.step if self.step > 0 else None)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
+                       file=sys.stderr)
+        deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
+        sums: dict[str, torch.Tensor] = {}
+        count, t_log, steps_at_log = 0, time.perf_counter(), self.step
+        stop_reason = "steps"
+        interrupted = False
+
+        def on_sigterm(signum, frame):  # a scheduler's polite stop: finish the step, checkpoint, exit
+            raise KeyboardInterrupt
+
+        old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+        s.G.train()
+        s.D.train()
+        try:
+            while self.step < steps:
+                if time.monotonic() >= deadline:
+                    stop_reason = "minutes"
+                    break
+                real = self.batches.next()
+                z = torch.randn(t.batch_size, self.z_dim, generator=self.z_gen, device=s.device)
+                ctx = s.recipe.begin_step(real, z)
+                for phase in s.recipe.phases:
+                    if self.step % phase.every:
+                        continue
+                    for name in phase.frozen:
+                        getattr(s, name).requires_grad_(False)
+                    with s.autocast():
+                        losses = s.recipe.losses(phase.name, ctx)
+                    total = sum(losses.values())
+                    opt = s.opt[phase.trains]
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    opt.step()
+                    for name in phase.frozen:
+                        getattr(s, name).requires_grad_(True)
+                    for k, v in losses.items():
+                        sums[k] = sums[k] + v.detach() if k in sums else v.detach()
+                for k, v in ctx.get("stats", {}).items():
+                    sums[k] = sums[k] + v if k in sums else v
+                count += 1
+                self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.nimg)
+                if bar is not None:
+                    bar.update(1)
+                if self.step % t.log_every == 0 or self.step == steps:
+                    now = time.perf_counter()
+                    values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
+                    values["img_per_s"] = round((self.step - steps_at_log) * t.batch_size / (now - t_log), 1)
+                    values["nimg"] = self.nimg
+                    for k, v in values.items():
+                        if not math.isfinite(v):
+                            raise GanforgeError(f"{k} became {v} at step {self.step}: training diverged; lower "
+                                                f"the learning rates or try train.precision=fp32")
+                    log.log(self.step, values)
+                    if bar is not None:
+                        bar.set_postfix({k.split("/")[-1] if k.startswith("loss") else k: v
+                                         for k, v in values.items() if k != "nimg"}, refresh=False)
+                    sums, count, t_log, steps_at_log = {}, 0, now, self.step
+                if t.sample_every and self.step % t.sample_every == 0:
+                    self.write_samples()
+                if self.step % t.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_reason = "interrupted"
+        finally:
+            if bar is not None:
+                bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+            log.close()
+        # Every run ends with a checkpoint and a grid, whatever ended it (steps, minutes, Ctrl-C, SIGTERM).
+        ckpts = list_checkpoints(self.run_dir)
+        if not ckpts or not ckpts[-1].name.endswith(f"{self.step:08d}.safetensors"):
+            self.save()
+        grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
+        if not grid.exists() or not (t.sample_every and self.step % t.sample_every == 0):
+            grid = self.write_samples()
+        gif = build_progress_gif(self.run_dir / "samples")
+        return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
+                "interrupted": interrupted, "checkpoint": str(newest_checkpoint(self.run_dir)),
+                "samples": str(grid), "progress_gif": str(gif) if gif else None}
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ------------------------------------------------------------------------------------------ entry point
+
+OVERRIDABLE_ON_RESUME = {"train.steps", "train.minutes", "train.checkpoint_every", "train.sample_every",
+                         "train.log_every", "train.keep_checkpoints", "train.device"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> RunConfig:
+    """Resolve the config and check the run directory: a new run never overwrites an old one."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if resume:
+        if not cfg_path.is_file():
+            raise GanforgeError(f"--resume: {run_dir} holds no run (no config.yaml)")
+        saved = config_mod.from_dict(config_mod.read_yaml(cfg_path))
+        if saved.model != model:
+            raise GanforgeError(f"--resume: {run_dir} is a {saved.model!r} run, not {model!r}")
+        asked = config_mod.resolve(model, layers)
+        before, after = _flatten(saved.to_dict()), _flatten(asked.to_dict())
+        explicit = _flatten(_merge_all(layers))
+        changed = [k for k in explicit if k in before and before[k] != after.get(k)]
+        bad = [k for k in changed if k not in OVERRIDABLE_ON_RESUME]
+        if bad:
+            raise GanforgeError(f"--resume cannot change {', '.join(bad)} of the run in {run_dir} "
+                                f"(only {', '.join(sorted(OVERRIDABLE_ON_RESUME))}); start a new run instead")
+        config_mod.apply_dict(saved, _unflatten({k: after[k] for k in changed}))
+        return saved
+    if run_dir.exists() and (cfg_path.exists() or list_checkpoints(run_dir)):
+        raise GanforgeError(f"{run_dir} already holds a run; continue it with --resume or pick another --out")
+    return config_mod.resolve(model, layers)
+
+
+def _merge_all(layers: list[dict]) -> dict:
+    merged: dict = {}
+    for layer in layers:
+        merged = config_mod.merge(merged, layer)
+    return merged
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        node = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
+    return out
+
+
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+          data: ImageData | None = None) -> dict:
+    """Train (or continue) the run in `run_dir`; returns where its checkpoint and pictures are."""
+    run_dir = Path(run_dir)
+    torch.manual_seed(cfg.train.seed)
+    if data is None:
+        data = load_data(cfg.data.name, cfg.data.resolution, channels=cfg.data.channels or None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, data, progress=progress)
+    if resume:
+        ckpt = newest_checkpoint(run_dir)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            if progress:
+                print(f"resuming {run_dir} from step {trainer.step} ({ckpt.name})", file=sys.stderr)
+    _cleanup_temporaries(run_dir)
+    (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
+    return trainer.run(cfg.train.steps, cfg.train.minutes)
+
+
+def _cleanup_temporaries(run_dir: Path) -> None:
+    folder = run_dir / "checkpoints"
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp-*"):
+            p.unlink(missing_ok=True)
