@@ -88,7 +88,8 @@ def _optimizer_state(prefix: str, meta: dict, tensors: dict) -> dict:
     for name, v in meta.get("scalars", {}).items():
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module],
@@ -159,8 +160,19 @@ def load_training_state(path: Path, nets: dict, optimizers: dict, device) -> tup
     for name, opt in optimizers.items():
         opt.load_state_dict(_optimizer_state(f"opt.{name}", header["optimizers"][name],
                                              {k: v for k, v in tensors.items() if k.startswith(f"opt.{name}.")}))
+        _match_layouts(opt)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return header, rng
+
+
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give moment tensors their parameter's memory layout again (safetensors stores them contiguous).
+    Bit-exact resume needs it: a fused optimiser may take another code path for another layout."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:

@@ -88,6 +88,29 @@ class Setup:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def train_step(self, real: torch.Tensor, z: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+        """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
+        ctx = self.recipe.begin_step(real, z)
+        out = {}
+        for phase in self.recipe.phases:
+            if step % phase.every:
+                continue
+            frozen = [getattr(self, name) for name in phase.frozen]
+            for net in frozen:
+                net.requires_grad_(False)
+            with self.autocast():
+                losses = self.recipe.losses(phase.name, ctx)
+            total = sum(losses.values())
+            opt = self.opt[phase.trains]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            for net in frozen:
+                net.requires_grad_(True)
+            out.update({k: v.detach() for k, v in losses.items()})
+        out.update(ctx.get("stats", {}))
+        return out
+
     @property
     def sampler(self) -> torch.nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
@@ -257,24 +280,7 @@ class Trainer:
                     break
                 real = self.batches.next()
                 z = torch.randn(t.batch_size, self.z_dim, generator=self.z_gen, device=s.device)
-                ctx = s.recipe.begin_step(real, z)
-                for phase in s.recipe.phases:
-                    if self.step % phase.every:
-                        continue
-                    for name in phase.frozen:
-                        getattr(s, name).requires_grad_(False)
-                    with s.autocast():
-                        losses = s.recipe.losses(phase.name, ctx)
-                    total = sum(losses.values())
-                    opt = s.opt[phase.trains]
-                    opt.zero_grad(set_to_none=True)
-                    total.backward()
-                    opt.step()
-                    for name in phase.frozen:
-                        getattr(s, name).requires_grad_(True)
-                    for k, v in losses.items():
-                        sums[k] = sums[k] + v.detach() if k in sums else v.detach()
-                for k, v in ctx.get("stats", {}).items():
+                for k, v in s.train_step(real, z, self.step).items():
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
                 self.step += 1

@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_MINUTES ?= 3
+
+.PHONY: demo test test-slow bench data env clean-env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST: found where it is, else Debian's package (as root), else torchvision's download.
+data: $(STAMP)
+	@bash scripts/ensure_data.sh $(BIN)/ganforge fashion-mnist
+
+demo: data
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/ganforge train dcgan --data fashion-mnist --minutes $(DEMO_MINUTES) --out $$run && \
+	$(BIN)/ganforge sample $$run --n 64 --out $$run/demo-samples --grid && \
+	$(BIN)/ganforge interpolate $$run --seeds 0,1,2,3,4 --steps 10 --out $$run/interpolation.gif && \
+	$(BIN)/ganforge interpolate $$run --seeds 0,1,2,3,4 --steps 10 --out $$run/interpolation.png && \
+	echo && echo "The demo's pictures:" && \
+	echo "  sample grid:        $$run/demo-samples/grid.png" && \
+	echo "  training progress:  $$run/samples/progress.gif" && \
+	echo "  interpolation:      $$run/interpolation.gif  (and .png)" && \
+	echo "  the model:          $$run  (ganforge sample $$run --n 16 --out my-samples)"
+
+test: data
+	$(BIN)/python -m pytest -q
+
+test-slow: data
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,554 @@
+"""Data loading: folders of odd and broken images, IDX files, and where named datasets are looked up.
+
+Every picture here is built so that a wrong conversion shows up as wrong pixels: transparent regions must
+come out white, centre crops must keep only the middle band, unreadable files must be skipped and named.
+"""
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_idx
+from ganforge.data.sources import data_status, load_data, load_folder, locate, read_idx
+from ganforge.registry import GanforgeError
+
+R = 16  # target resolution; sources are 32px (or 64x32), so the resize path runs too
+
+RGB = (10, 120, 230)
+GREY = 77
+JPEG_RGB = (200, 40, 40)
+MAGENTA = (255, 0, 255)
+YELLOW = (255, 255, 0)
+BLUE = (0, 0, 255)
+GREEN = (0, 200, 0)
+
+
+# ------------------------------------------------------------------------------------- picture makers
+
+def _uniform(colour, size=32) -> np.ndarray:
+    return np.broadcast_to(np.array(colour, np.uint8), (size, size, len(colour))).copy()
+
+
+def save_rgb(path: Path, colour=RGB):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_uniform(colour), "RGB").save(path)
+
+
+def save_grey(path: Path, value=GREY):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 32), value, np.uint8), "L").save(path)
+
+
+def save_rgba_half_transparent(path: Path):
+    """Left half fully transparent (and black underneath), right half opaque blue."""
+    a = np.zeros((32, 32, 4), np.uint8)
+    a[:, 16:] = (*BLUE, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a, "RGBA").save(path)
+
+
+def save_palette_transparent(path: Path):
+    """Palette image: index 0 (black) is transparent and fills the top half; index 1 (green) the bottom."""
+    idx = np.zeros((32, 32), np.uint8)
+    idx[16:] = 1
+    img = Image.fromarray(idx, "P")
+    img.putpalette([0, 0, 0, *GREEN] + [0] * (256 - 2) * 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, transparency=0)
+    with Image.open(path) as check:  # the file really is a palette image with transparency
+        assert check.mode == "P" and "transparency" in check.info
+
+
+def save_jpeg(path: Path, colour=JPEG_RGB, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = _uniform(colour) if mode == "RGB" else np.full((32, 32), colour, np.uint8)
+    Image.fromarray(arr, mode).save(path, format="JPEG", quality=95)
+
+
+def save_wide(path: Path):
+    """64 wide x 32 high: red | magenta | blue bands; a centre crop keeps only magenta."""
+    a = np.zeros((32, 64, 3), np.uint8)
+    a[:, :16] = (255, 0, 0)
+    a[:, 16:48] = MAGENTA
+    a[:, 48:] = BLUE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a, "RGB").save(path)
+
+
+def save_tall(path: Path):
+    """32 wide x 64 high: red / yellow / blue bands; a centre crop keeps only yellow."""
+    a = np.zeros((64, 32, 3), np.uint8)
+    a[:16] = (255, 0, 0)
+    a[16:48] = YELLOW
+    a[48:] = BLUE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a, "RGB").save(path)
+
+
+def save_bilevel(path: Path):
+    """Mode '1': left half black, right half white."""
+    a = np.zeros((32, 32), bool)
+    a[:, 16:] = True
+    img = Image.fromarray(a)
+    assert img.mode == "1"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def save_garbage(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a picture at all \x00\x01\x02" * 20)
+
+
+def save_truncated_png(path: Path):
+    rng = np.random.default_rng(0)  # noise: a big IDAT, so half the file cuts through pixel data
+    buf = path.parent / (path.name + ".full")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB").save(buf, format="PNG")
+    data = buf.read_bytes()
+    buf.unlink()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def odd_folder(root: Path) -> Path:
+    """Nested folders with every odd kind of file; 7 readable images, 2 broken, 1 text file."""
+    save_rgb(root / "a_rgb.png")
+    save_grey(root / "level1" / "b_grey.png")
+    save_rgba_half_transparent(root / "level1" / "level2" / "c_rgba.png")
+    save_palette_transparent(root / "level1" / "level2" / "d_palette.png")
+    save_jpeg(root / "photos" / "e_photo.JPG")  # upper-case extension
+    save_wide(root / "photos" / "f_wide.png")
+    save_bilevel(root / "g_bilevel.png")
+    save_garbage(root / "broken" / "x.png")
+    save_truncated_png(root / "broken" / "truncated.png")
+    (root / "notes.txt").write_text("not an image, to be ignored\n")
+    return root
+
+
+def hwc(images: torch.Tensor) -> list[np.ndarray]:
+    """uint8 [N, C, R, R] -> list of int HxWxC arrays (for pixel checks)."""
+    return [a.astype(int) for a in images.permute(0, 2, 3, 1).numpy()]
+
+
+def only_one(arrays, predicate, what: str) -> np.ndarray:
+    hits = [a for a in arrays if predicate(a)]
+    assert len(hits) == 1, f"expected exactly one {what} among the loaded images, found {len(hits)}"
+    return hits[0]
+
+
+# ------------------------------------------------------------------------------------- folders
+
+def test_odd_folder_loads_what_it_can_and_reports_the_rest(tmp_path):
+    root = odd_folder(tmp_path / "odd")
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable") as record:
+        images, report = load_folder(root, R)
+
+    assert images.dtype == torch.uint8
+    assert tuple(images.shape) == (7, 3, R, R)  # mixed colours -> RGB
+    assert report["found"] == 9                 # the .txt is not counted
+    assert report["loaded"] == 7
+    assert report["skipped"] == 2
+    names = " ".join(report["skipped_files"])
+    assert "x.png" in names and "truncated.png" in names
+    assert "notes.txt" not in names
+    message = " ".join(str(w.message) for w in record)
+    assert "x.png" in message and "truncated.png" in message
+
+
+def test_odd_folder_pixels(tmp_path):
+    root = odd_folder(tmp_path / "odd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, _ = load_folder(root, R)
+    arrays = hwc(images)
+
+    def close(a, colour, tol=0):
+        return np.all(np.abs(a - np.array(colour)) <= tol)
+
+    only_one(arrays, lambda a: close(a, RGB), "uniform RGB image")
+    only_one(arrays, lambda a: close(a, (GREY, GREY, GREY)), "grey image repeated to 3 channels")
+    only_one(arrays, lambda a: close(a, JPEG_RGB, tol=8), "JPEG")
+
+    # RGBA: the transparent left half is composited over white; the opaque right half keeps its colour
+    only_one(arrays, lambda a: close(a[:, :4], (255, 255, 255)) and close(a[:, -4:], BLUE),
+             "RGBA image with a white (formerly transparent) left side")
+    # palette with a transparent index: top half white, bottom half the palette's green
+    only_one(arrays, lambda a: close(a[:4], (255, 255, 255)) and close(a[-4:], GREEN),
+             "palette image with a white (formerly transparent) top")
+    # 64x32 -> centre crop keeps the magenta middle band only, no red or blue from the sides
+    only_one(arrays, lambda a: close(a, MAGENTA), "centre-cropped wide image")
+    # 1-bit: black left, white right, identical channels
+    only_one(arrays, lambda a: close(a[:, :4], (0, 0, 0)) and close(a[:, -4:], (255, 255, 255)),
+             "1-bit image")
+
+
+def test_transparent_region_is_plus_one_after_batch(tmp_path):
+    folder = tmp_path / "alpha"
+    save_rgba_half_transparent(folder / "deep" / "er" / "a.png")
+    data = load_data(str(folder), R)
+    assert tuple(data.images.shape) == (1, 3, R, R)
+    assert torch.all(data.images[0, :, :, :4] == 255)
+    x = data.batch(torch.arange(len(data)))
+    assert x.dtype == torch.float32
+    assert torch.allclose(x[0, :, :, :4], torch.ones_like(x[0, :, :, :4]), atol=1e-6)
+    # opaque blue on the right: R and G at -1, B at +1
+    right = x[0, :, :, -4:]
+    assert torch.allclose(right[0], torch.full_like(right[0], -1.0), atol=1e-6)
+    assert torch.allclose(right[2], torch.full_like(right[2], 1.0), atol=1e-6)
+    assert x.min() >= -1 and x.max() <= 1
+    assert data.report["skipped"] == 0 and data.report["loaded"] == 1
+
+
+def test_palette_transparency_alone(tmp_path):
+    folder = tmp_path / "pal"
+    save_palette_transparent(folder / "p.png")
+    data = load_data(str(folder), R)
+    a = hwc(data.images)[0]
+    assert np.all(a[:4] == 255)
+    assert np.all(a[-4:] == np.array(GREEN))
+
+
+def test_centre_crop_of_tall_and_wide(tmp_path):
+    folder = tmp_path / "crop"
+    save_tall(folder / "tall.png")
+    save_wide(folder / "wide.png")
+    images, report = load_folder(folder, R)
+    assert tuple(images.shape) == (2, 3, R, R)
+    arrays = hwc(images)
+    only_one(arrays, lambda a: np.all(a == np.array(YELLOW)), "centre-cropped tall image")
+    only_one(arrays, lambda a: np.all(a == np.array(MAGENTA)), "centre-cropped wide image")
+    assert report["skipped"] == 0
+
+
+def test_no_warning_when_nothing_is_skipped(tmp_path):
+    folder = tmp_path / "clean"
+    save_rgb(folder / "a.png")
+    save_grey(folder / "b.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images, report = load_folder(folder, R)
+    assert report == {"source": str(folder), "found": 2, "loaded": 2, "skipped": 0, "skipped_files": []}
+
+
+def test_channels_auto_all_grey_is_one_channel(tmp_path):
+    folder = tmp_path / "grey"
+    save_grey(folder / "a.png")
+    save_bilevel(folder / "sub" / "b.png")
+    save_jpeg(folder / "sub" / "c.jpg", colour=150, mode="L")
+    images, report = load_folder(folder, R)
+    assert tuple(images.shape) == (3, 1, R, R) and images.dtype == torch.uint8
+    assert report["loaded"] == 3
+
+
+def test_channels_auto_mixed_is_three(tmp_path):
+    folder = tmp_path / "mixed"
+    save_grey(folder / "a.png")
+    save_rgb(folder / "b.png")
+    images, _ = load_folder(folder, R)
+    assert tuple(images.shape) == (2, 3, R, R)
+    arrays = hwc(images)
+    only_one(arrays, lambda a: np.all(a == GREY), "grey image as three equal channels")
+    only_one(arrays, lambda a: np.all(a == np.array(RGB)), "colour image")
+
+
+def test_channels_forced_three_on_grey(tmp_path):
+    folder = tmp_path / "grey"
+    save_grey(folder / "a.png")
+    save_bilevel(folder / "b.png")
+    images, _ = load_folder(folder, R, channels=3)
+    assert tuple(images.shape) == (2, 3, R, R)
+    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
+    data = load_data(str(folder), R, channels=3)
+    assert data.channels == 3
+
+
+def test_channels_forced_one_on_mixed(tmp_path):
+    folder = tmp_path / "mixed"
+    save_grey(folder / "a.png")
+    save_rgb(folder / "b.png")
+    save_rgba_half_transparent(folder / "c.png")
+    images, _ = load_folder(folder, R, channels=1)
+    assert tuple(images.shape) == (3, 1, R, R) and images.dtype == torch.uint8
+    arrays = hwc(images)
+    only_one(arrays, lambda a: np.all(a == GREY), "grey image kept as is")
+    # the transparent half of the RGBA image is white in grey too
+    assert any(np.all(a[:, :4] == 255) for a in arrays)
+
+
+def test_channels_forced_one_converts_colour_to_luminance(tmp_path):
+    """Forcing one channel must turn colour into grey (ITU-R 601 luma, as PIL's convert('L')), not keep
+    whichever channel happens to come first: pure blue is dark grey (29), not black."""
+    folder = tmp_path / "colour"
+    save_rgb(folder / "blue.png", colour=BLUE)
+    save_rgb(folder / "rgb.png", colour=RGB)
+    images, _ = load_folder(folder, R, channels=1)
+    got = sorted(int(a[0, 0, 0]) for a in hwc(images))
+    expected = sorted(int(np.asarray(Image.new("RGB", (1, 1), c).convert("L"))[0, 0]) for c in (BLUE, RGB))
+    assert got == expected, f"grey values {got}, expected luminance {expected}"
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    """A 16-bit grey PNG (mode I;16) spans 0..65535: mid-grey 32768 must load as about 128, not 255."""
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    a = np.zeros((32, 32), np.uint16)
+    a[:, 16:] = 32768
+    Image.fromarray(a).save(folder / "g16.png")
+    with Image.open(folder / "g16.png") as check:
+        assert check.mode.startswith("I")
+    images, _ = load_folder(folder, R)
+    assert tuple(images.shape) == (1, 1, R, R)
+    assert int(images[0, 0, 0, 0]) == 0
+    assert abs(int(images[0, 0, 0, -1]) - 128) <= 1, f"mid-grey loaded as {int(images[0, 0, 0, -1])}"
+
+
+def test_empty_folder_is_an_error_naming_it(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    with pytest.raises(GanforgeError) as e:
+        load_folder(folder, R)
+    assert str(folder) in str(e.value)
+    with pytest.raises(GanforgeError) as e:
+        load_data(str(folder), R)
+    assert str(folder) in str(e.value)
+
+
+def test_folder_of_non_images_is_an_error_naming_it(tmp_path):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "readme.txt").write_text("hi")
+    (folder / "sub" / "data.csv").write_text("1,2,3")
+    (folder / "sub" / "png").write_bytes(b"\x89PNG")  # no extension: not looked at
+    with pytest.raises(GanforgeError) as e:
+        load_data(str(folder), R)
+    assert str(folder) in str(e.value)
+
+
+def test_folder_of_only_broken_images_is_an_error(tmp_path):
+    folder = tmp_path / "broken"
+    save_garbage(folder / "x.png")
+    save_garbage(folder / "sub" / "y.jpg")
+    save_truncated_png(folder / "z.png")
+    with pytest.raises(GanforgeError) as e:
+        load_folder(folder, R)
+    msg = str(e.value)
+    assert str(folder) in msg and "3" in msg
+    assert "x.png" in msg
+
+
+def test_missing_path_and_unknown_name(tmp_path):
+    with pytest.raises(GanforgeError) as e:
+        load_data("no-such-thing", 32)
+    assert "no-such-thing" in str(e.value) and "fashion-mnist" in str(e.value)
+    with pytest.raises(GanforgeError):
+        load_data(str(tmp_path / "nope"), 32)
+    one_file = tmp_path / "one.png"
+    save_rgb(one_file)
+    with pytest.raises(GanforgeError):
+        load_folder(one_file, 32)
+
+
+# ------------------------------------------------------------------------------------- IDX files
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    return struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def test_read_idx_plain_and_gz(tmp_path):
+    arr = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
+    plain = tmp_path / "plain-idx3-ubyte"
+    plain.write_bytes(_idx_bytes(arr))
+    out = read_idx(plain)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 5)
+    np.testing.assert_array_equal(out, arr)
+
+    gz = tmp_path / "packed-idx3-ubyte.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(_idx_bytes(arr))
+    np.testing.assert_array_equal(read_idx(gz), arr)
+
+    folder = write_idx(tmp_path / "fm", n=12)
+    images = read_idx(folder / "train-images-idx3-ubyte.gz")
+    labels = read_idx(folder / "train-labels-idx1-ubyte.gz")
+    assert images.shape == (12, 28, 28) and labels.shape == (12,)
+    assert labels.max() < 10
+
+
+def _broken_idx(kind: str, folder: Path) -> Path:
+    good = _idx_bytes(np.ones((4, 28, 28), np.uint8))
+    if kind == "truncated-data":
+        p = folder / "a-idx3-ubyte"
+        p.write_bytes(good[:-100])
+    elif kind == "truncated-header":
+        p = folder / "a-idx3-ubyte"
+        p.write_bytes(good[:9])
+    elif kind == "truncated-gz":
+        p = folder / "a-idx3-ubyte.gz"
+        z = gzip.compress(good)
+        p.write_bytes(z[: len(z) // 2])
+    elif kind == "text":
+        p = folder / "a-idx3-ubyte"
+        p.write_text("<html>404 not found</html>")
+    elif kind == "float-idx":
+        p = folder / "a-idx3-ubyte"
+        p.write_bytes(struct.pack(">BBBBI", 0, 0, 0x0D, 1, 2) + struct.pack(">ff", 1.0, 2.0))
+    elif kind == "empty":
+        p = folder / "a-idx3-ubyte"
+        p.write_bytes(b"")
+    elif kind == "not-gzip":
+        p = folder / "a-idx3-ubyte.gz"
+        p.write_bytes(good)  # named .gz, but plain bytes
+    else:
+        raise AssertionError(kind)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["truncated-data", "truncated-header", "truncated-gz", "text", "float-idx",
+                                  "empty", "not-gzip"])
+def test_read_idx_broken_is_a_clear_error(tmp_path, kind):
+    path = _broken_idx(kind, tmp_path)
+    with pytest.raises(GanforgeError) as e:
+        read_idx(path)
+    assert str(path) in str(e.value)
+
+
+def test_truncated_download_in_the_cache_is_a_clear_error(fake_fashion):
+    """A half-downloaded .gz in the cache (the usual way IDX files break) must not end in a traceback."""
+    p = fake_fashion / "train-images-idx3-ubyte.gz"
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GanforgeError):
+        load_data("fashion-mnist", 32)
+
+
+def test_fashion_at_32_is_padded_28(fake_fashion):
+    data = load_data("fashion-mnist", 32)
+    assert data.images.dtype == torch.uint8
+    assert tuple(data.images.shape) == (96, 1, 32, 32)
+    assert data.labels is not None and tuple(data.labels.shape) == (96,)
+    assert len(data.classes) == 10 and data.name == "fashion-mnist"
+    im = data.images[:, 0]
+    for border in (im[:, 0:2, :], im[:, 30:32, :], im[:, :, 0:2], im[:, :, 30:32]):
+        assert int(border.max()) == 0  # 2px of black padding on every side
+    original = read_idx(fake_fashion / "train-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(im[:, 2:30, 2:30].numpy(), original)
+    x = data.batch(torch.arange(10))
+    assert tuple(x.shape) == (10, 1, 32, 32)
+    assert float(x.min()) >= -1 and float(x.max()) <= 1
+    assert float(x.min()) == pytest.approx(-1) and float(x.max()) > 0.5
+
+
+def test_fashion_at_16(fake_fashion):
+    data = load_data("fashion-mnist", 16)
+    assert tuple(data.images.shape) == (96, 1, 16, 16) and data.images.dtype == torch.uint8
+    assert data.resolution == 16 and data.channels == 1
+    assert int(data.images[:, :, 0, :].max()) == 0  # the padding survives as a dark border
+    assert int(data.images.max()) > 100             # and the blobs survive the shrink
+    x = data.batch(torch.arange(len(data)))
+    assert float(x.min()) >= -1 and float(x.max()) <= 1
+
+
+def test_fashion_forced_three_channels(fake_fashion):
+    data = load_data("fashion-mnist", 32, channels=3)
+    assert tuple(data.images.shape) == (96, 3, 32, 32)
+    assert torch.equal(data.images[:, 0], data.images[:, 2])
+
+
+def test_folder_of_idx_files_as_path(tmp_path):
+    folder = write_idx(tmp_path / "my-idx", n=20)
+    data = load_data(str(folder), 32)
+    assert tuple(data.images.shape) == (20, 1, 32, 32) and data.labels is not None
+
+
+# ------------------------------------------------------------------------------------- lookup order
+
+def _system_root(tmp_path: Path, n: int, plain: bool = False) -> Path:
+    root = tmp_path / "system"
+    folder = write_idx(root / "fashion-mnist", n=n, seed=1)
+    if plain:  # Debian ships them uncompressed
+        for gz in list(folder.glob("*.gz")):
+            with gzip.open(gz, "rb") as src, open(gz.with_suffix(""), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            gz.unlink()
+    return root
+
+
+def test_cache_is_found_before_system(fake_fashion, tmp_path, monkeypatch):
+    root = _system_root(tmp_path, n=40)
+    monkeypatch.setenv("GANFORGE_SYSTEM_DATA", str(root))
+    assert locate("fashion-mnist") == fake_fashion
+    data = load_data("fashion-mnist", 32)
+    assert len(data) == 96 and data.source == str(fake_fashion)
+
+
+def test_cache_raw_subfolder_is_found(isolated_data):
+    raw = write_idx(isolated_data / "fashion-mnist" / "raw", n=24)
+    assert locate("fashion-mnist") == raw
+    assert len(load_data("fashion-mnist", 32)) == 24
+
+
+def test_system_dir_found_when_cache_empty(isolated_data, tmp_path, monkeypatch):
+    root = _system_root(tmp_path, n=40, plain=True)
+    monkeypatch.setenv("GANFORGE_SYSTEM_DATA", str(root))
+    data = load_data("fashion-mnist", 32)
+    assert len(data) == 40 and data.source == str(root / "fashion-mnist")
+
+
+def test_incomplete_cache_falls_through_to_system(isolated_data, tmp_path, monkeypatch):
+    partial = write_idx(isolated_data / "fashion-mnist", n=96)
+    (partial / "train-labels-idx1-ubyte.gz").unlink()  # three of four files: not a dataset
+    root = _system_root(tmp_path, n=40)
+    monkeypatch.setenv("GANFORGE_SYSTEM_DATA", str(root))
+    assert locate("fashion-mnist") == root / "fashion-mnist"
+
+
+def test_not_found_lists_every_place_tried(isolated_data, tmp_path, monkeypatch):
+    sys_a, sys_b = tmp_path / "sysA", tmp_path / "sysB"
+    sys_a.mkdir()
+    monkeypatch.setenv("GANFORGE_SYSTEM_DATA", f"{sys_a}:{sys_b}")
+    with pytest.raises(GanforgeError) as e:
+        load_data("fashion-mnist", 32)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for place in (isolated_data / "fashion-mnist", isolated_data / "fashion-mnist" / "raw",
+                  sys_a / "fashion-mnist", sys_b / "fashion-mnist"):
+        assert str(place) in msg, f"{place} missing from: {msg}"
+    assert "apt-get install dataset-fashion-mnist" in msg
+    assert "download" in msg.lower()
+
+
+def test_not_found_with_no_system_dirs(isolated_data):
+    with pytest.raises(GanforgeError) as e:
+        locate("fashion-mnist")
+    msg = str(e.value)
+    assert str(isolated_data / "fashion-mnist") in msg
+    assert "apt-get install dataset-fashion-mnist" in msg
+
+
+def test_data_status_not_found(isolated_data):
+    rows = {r["name"]: r for r in data_status()}
+    assert {"fashion-mnist", "mnist"} <= set(rows)
+    assert rows["fashion-mnist"]["found"] is None
+    assert rows["mnist"]["found"] is None
+    assert rows["fashion-mnist"]["install"] == "apt-get install dataset-fashion-mnist"
+    assert rows["fashion-mnist"]["classes"] == 10
+
+
+def test_data_status_found(fake_fashion, tmp_path, monkeypatch):
+    rows = {r["name"]: r for r in data_status()}
+    assert rows["fashion-mnist"]["found"] == str(fake_fashion)
+    assert rows["mnist"]["found"] is None
+    # found in a system dir too
+    shutil.rmtree(fake_fashion)
+    root = _system_root(tmp_path, n=8)
+    monkeypatch.setenv("GANFORGE_SYSTEM_DATA", str(root))
+    rows = {r["name"]: r for r in data_status()}
+    assert rows["fashion-mnist"]["found"] == str(root / "fashion-mnist")
