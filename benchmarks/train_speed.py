@@ -1,8 +1,7 @@
 """Training-step speed: ganforge's step against a plain PyTorch loop of the identical networks.
 
-The plain loop is the way PyTorch-GAN-style scripts write it: fp32, default memory format, default Adam,
-zero_grad / forward / backward / step, G updated first, then D on the real batch and on the detached fake
-batch (two D passes on fake per step), BCE-with-logits losses. ganforge runs its real step
+The plain loop is benchmarks/plain_loop.py (PyTorch-GAN style: fp32, default Adam, two D passes on fake,
+G first). ganforge runs its real step
 (`Setup.train_step`, the one the loop calls) plus its EMA update, with its defaults: bf16 autocast where the
 CPU has native bf16, channels_last, fused Adam, D frozen during the G phase, no host syncs.
 
@@ -17,44 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ganforge import config as C
-from ganforge.registry import get_model
 from ganforge.train.ema import EMA
 from ganforge.train.loop import build, cpu_has_fast_bf16
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plain_loop import PlainLoop  # noqa: E402
+
 
 def plain_step_fn(model: str, resolution: int, channels: int, batch: int):
-    """The plain loop, written out as a user would, on the same architecture and paper hyper-parameters."""
-    spec = get_model(model)
-    torch.manual_seed(0)
-    G, D = spec.build(spec.config_cls(), resolution, channels)
-    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    valid, fake_t = torch.ones(batch), torch.zeros(batch)
-    z_dim = G.z_dim
-
-    def step(real):
-        z = torch.randn(batch, z_dim)
-        opt_G.zero_grad()
-        gen = G(z)
-        g_loss = F.binary_cross_entropy_with_logits(D(gen), valid)
-        g_loss.backward()
-        opt_G.step()
-        opt_D.zero_grad()
-        real_loss = F.binary_cross_entropy_with_logits(D(real), valid)
-        fake_loss = F.binary_cross_entropy_with_logits(D(gen.detach()), fake_t)
-        d_loss = (real_loss + fake_loss) / 2
-        d_loss.backward()
-        opt_D.step()
-        return d_loss
-
-    return step
+    loop = PlainLoop(model, resolution, channels, batch)
+    return loop.step
 
 
 def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +71,16 @@ def _idx_dir_ok(folder: Path, split: str) -> bool:
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (plain or gzipped): the format of MNIST and Fashion-MNIST."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # a half-downloaded or corrupt .gz
+        raise GanforgeError(f"{path} cannot be read ({type(e).__name__}: {e}); delete it and fetch it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise GanforgeError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise GanforgeError(f"{path} is truncated (incomplete IDX header)")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -131,7 +137,12 @@ def _to_array(img, channels: int | None):
         img = img.convert("RGBA")
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, img)
-    grey = img.mode in ("1", "L", "I", "I;16", "F") and channels != 3
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        # 16-bit and float greys: scale to 8 bits (Pillow's convert("L") would clip them to white)
+        a = np.asarray(img, np.float64)
+        scale = 65535 if img.mode.startswith("I;16") or a.max() > 255 else 255
+        img = Image.fromarray(np.clip(np.rint(a * 255 / scale), 0, 255).astype(np.uint8), "L")
+    grey = channels == 1 or (img.mode in ("1", "L") and channels != 3)
     img = img.convert("L" if grey else "RGB")
     arr = np.asarray(img)
     return arr[:, :, None] if arr.ndim == 2 else arr

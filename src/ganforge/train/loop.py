@@ -252,6 +252,17 @@ class Trainer:
 
     # -- the loop
     def run(self, steps: int, minutes: float = 0.0) -> dict:
+        # Denormal floats make CPU arithmetic ~10x slower. Early GAN training on real data (exact -1
+        # backgrounds) produces many, and a plain loop then crawls for hundreds of steps (measured here:
+        # 50-170 img/s instead of 500). Flush them to zero for the whole run, then restore the default.
+        flush = self.s.device.type == "cpu" and torch.set_flush_denormal(True)
+        try:
+            return self._run(steps, minutes)
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _run(self, steps: int, minutes: float) -> dict:
         s, cfg = self.s, self.cfg
         t = cfg.train
         log = MetricsLog(self.run_dir, self.step if self.step > 0 else None)

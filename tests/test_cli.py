@@ -1,0 +1,313 @@
+"""The `ganforge` command, run for real in subprocesses (`python -m ganforge.cli`).
+
+Each subprocess pays for importing torch (a few seconds), so independent commands run side by side in a
+small thread pool, and the stages share module-scoped fixtures: one batch of bad-input commands, one tiny
+training run that every later verb (sample, interpolate, export) works from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import run_cli, write_idx
+
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+
+
+def env_for(cache: Path) -> dict:
+    """The isolated environment of conftest's autouse fixture, spelled out (module-scoped fixtures run
+    before it and their subprocesses must not see the machine's real data either)."""
+    return {"GANFORGE_DATA": str(cache), "GANFORGE_SYSTEM_DATA": "", "GANFORGE_NO_DOWNLOAD": "1"}
+
+
+def run_all(calls: dict[str, list[str]], env: dict, cwd: Path) -> dict:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = {name: pool.submit(run_cli, *args, env=env, cwd=cwd) for name, args in calls.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert "Traceback" not in proc.stderr
+
+
+def assert_user_error(proc, *needles: str) -> str:
+    """Exit status 2, exactly one non-empty line on stderr, no traceback; returns that line."""
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"stderr is not one line: {proc.stderr!r}"
+    line = lines[0]
+    assert line.startswith("ganforge"), line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in: {line}"
+    return line
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------- no run needed
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    """Commands on a bare machine (no data anywhere), all run at once."""
+    tmp = tmp_path_factory.mktemp("cli-bare")
+    cache = tmp / "cache"
+    cache.mkdir()
+    (tmp / "not-a-run").mkdir()
+    (tmp / "not-a-run" / "notes.txt").write_text("hello\n")
+    (tmp / "notes.txt").write_text("not a checkpoint\n")
+    calls = {
+        "models": ["models"],
+        "data-list": ["data", "list"],
+        "dry-run": ["train", "dcgan", "--dry-run", "--steps", "7", "--set", "arch.base_channels=8",
+                    "--out", str(tmp / "dry")],
+        # bad input: a few through the real command; every case also runs in-process below
+        **{case: args for case, args in bad_input_args(tmp).items() if case in REAL_COMMAND_CASES},
+    }
+    return SimpleNamespace(tmp=tmp, cache=cache, results=run_all(calls, env_for(cache), cwd=tmp))
+
+
+def bad_input_args(tmp: Path) -> dict[str, list[str]]:
+    return {
+        "unknown-model": ["train", "nosuchmodel"],
+        "missing-data": ["train", "dcgan", "--data", "/nonexistent/path", "--steps", "1"],
+        "dataset-not-found": ["train", "dcgan", "--data", "fashion-mnist", "--steps", "1"],
+        "steps-zero": ["train", "dcgan", "--steps", "0"],
+        "steps-abc": ["train", "dcgan", "--steps", "abc"],
+        "batch-negative": ["train", "dcgan", "--batch-size", "-1"],
+        "unknown-key": ["train", "dcgan", "--set", "train.nope=1"],
+        "wrong-type": ["train", "dcgan", "--set", "train.lr_g=abc"],
+        "sample-not-a-run": ["sample", str(tmp / "not-a-run"), "--out", str(tmp / "s1")],
+        "sample-not-a-checkpoint": ["sample", str(tmp / "notes.txt"), "--out", str(tmp / "s2")],
+        "interpolate-jpg": ["interpolate", str(tmp / "not-a-run"), "--out", str(tmp / "x.jpg")],
+        "resume-without-out": ["train", "dcgan", "--resume"],
+    }
+
+
+# each subprocess costs a torch import: these go through the real command, the rest only in-process
+REAL_COMMAND_CASES = ("unknown-model", "missing-data", "dataset-not-found", "unknown-key", "sample-not-a-run")
+
+# case -> strings the one-line error must contain
+BAD_INPUT = {
+    "unknown-model": ["nosuchmodel", "dcgan", "gan"],
+    "missing-data": ["/nonexistent/path"],
+    "dataset-not-found": ["fashion-mnist", "apt-get install dataset-fashion-mnist"],
+    "steps-zero": ["--steps", "0"],
+    "steps-abc": ["--steps", "abc"],
+    "batch-negative": ["--batch-size", "-1"],
+    "unknown-key": ["train.nope"],
+    "wrong-type": ["train.lr_g", "abc"],
+    "sample-not-a-run": ["not-a-run"],
+    "sample-not-a-checkpoint": ["notes.txt"],
+    "interpolate-jpg": ["x.jpg", ".gif"],
+    "resume-without-out": ["--resume", "--out"],
+}
+
+
+@pytest.mark.parametrize("case", REAL_COMMAND_CASES)
+def test_bad_input_is_one_line_exit_2(bare, case):
+    assert_user_error(bare.results[case], *BAD_INPUT[case])
+
+
+def run_main(argv: list[str], capsys) -> SimpleNamespace:
+    """cli.main in this process (what the console script runs), with its exit status and output."""
+    from ganforge.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse exits by itself
+        rc = e.code
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_in_process(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-run").mkdir()
+    (tmp_path / "not-a-run" / "notes.txt").write_text("hello\n")
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    assert_user_error(run_main(bad_input_args(tmp_path)[case], capsys), *BAD_INPUT[case])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_list_finds_installed_data(fake_fashion, capsys):
+    proc = run_main(["data", "list"], capsys)
+    assert proc.returncode == 0
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("fashion-mnist"))
+    assert str(fake_fashion) in line and "not found" not in line
+
+
+def test_failed_train_leaves_no_run_directory(bare):
+    # missing data / dataset not found / bad config: nothing is created under the default runs/
+    assert not (bare.tmp / "runs").exists()
+    assert not (bare.tmp / "s1").exists()
+
+
+def test_dataset_not_found_lists_the_cache(bare):
+    line = assert_user_error(bare.results["dataset-not-found"])
+    assert str(bare.cache / "fashion-mnist") in line
+
+
+def test_models_lists_families_with_papers(bare):
+    from ganforge.registry import get_model
+
+    proc = bare.results["models"]
+    assert_ok(proc)
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    assert {"gan", "dcgan"} <= set(rows)
+    assert "Goodfellow" in rows["gan"] and "2014" in rows["gan"]
+    assert "Radford" in rows["dcgan"] and "1511.06434" in rows["dcgan"]
+    for name in ("gan", "dcgan"):
+        assert get_model(name).paper in rows[name]
+
+
+def test_data_list_not_found_on_bare_machine(bare):
+    proc = bare.results["data-list"]
+    assert_ok(proc)
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("fashion-mnist"))
+    assert "not found" in line
+    assert "apt-get install dataset-fashion-mnist" in line
+
+
+def test_dry_run_prints_config_and_creates_nothing(bare):
+    proc = bare.results["dry-run"]
+    assert_ok(proc)
+    assert "model: dcgan" in proc.stdout
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"] == "dcgan"
+    assert cfg["train"]["steps"] == 7 and cfg["arch"]["base_channels"] == 8
+    assert not (bare.tmp / "dry").exists()
+    assert not (bare.tmp / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------- a real run
+
+TRAIN = ["train", "dcgan", "--data", "fashion-mnist", "--resolution", "16", "--steps", "4", "--batch-size", "8",
+         "--set", "arch.base_channels=4", "--set", "train.sample_every=2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run on synthetic Fashion-MNIST, then every verb that reads it, side by side."""
+    tmp = tmp_path_factory.mktemp("cli-run")
+    cache = tmp / "cache"
+    write_idx(cache / "fashion-mnist")
+    env = env_for(cache)
+    run = tmp / "RUN"
+    train = run_cli(*TRAIN, "--out", str(run), env=env, cwd=tmp)
+    assert_ok(train)
+    before = tree_digest(run)
+
+    stage2 = run_all({
+        "sample": ["sample", str(run), "--n", "5", "--out", str(tmp / "DIR")],
+        "npz": ["sample", str(run), "--n", "5", "--format", "npz", "--out", str(tmp / "f.npz")],
+        "gif": ["interpolate", str(run), "--out", str(tmp / "a.gif"), "--seeds", "0,1", "--steps", "3"],
+        "png": ["interpolate", str(run), "--out", str(tmp / "a.png"), "--seeds", "0,1", "--steps", "3"],
+        "export": ["export", str(run), "--out", str(tmp / "m.safetensors")],
+        "retrain": [*TRAIN, "--out", str(run)],
+    }, env, cwd=tmp)
+    dir_before = tree_digest(tmp / "DIR") if (tmp / "DIR").is_dir() else {}
+    stage3 = run_all({
+        "sample-again": ["sample", str(run), "--n", "5", "--out", str(tmp / "DIR")],
+        "sample-exported": ["sample", str(tmp / "m.safetensors"), "--n", "2", "--out", str(tmp / "D2")],
+    }, env, cwd=tmp)
+    return SimpleNamespace(tmp=tmp, cache=cache, run=run, train=train, before=before, dir_before=dir_before,
+                           results={**stage2, **stage3})
+
+
+def test_train_writes_a_complete_run(trained):
+    run = trained.run
+    assert "Traceback" not in trained.train.stderr
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"] == "dcgan"
+    assert cfg["data"]["name"] == "fashion-mnist" and cfg["data"]["resolution"] == 16
+    assert cfg["train"]["steps"] == 4 and cfg["train"]["batch_size"] == 8
+    assert cfg["train"]["sample_every"] == 2 and cfg["arch"]["base_channels"] == 4
+
+    ckpts = sorted((run / "checkpoints").glob("*.safetensors"))
+    assert ckpts and ckpts[-1].name == "step_00000004.safetensors"
+
+    gif = run / "samples" / "progress.gif"
+    assert gif.is_file()
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames >= 2  # grids at steps 2 and 4
+
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert lines, "metrics.jsonl is empty"
+    assert all("step" in row for row in lines)
+    assert lines[-1]["step"] == 4
+    assert any(k.startswith("loss/") for k in lines[-1])
+    assert str(run) in trained.train.stdout
+
+
+def test_new_run_into_existing_run_is_refused(trained):
+    assert_user_error(trained.results["retrain"], str(trained.run), "--resume")
+    assert tree_digest(trained.run) == trained.before  # nothing in the old run was touched
+
+
+def test_sample_writes_pngs(trained):
+    assert_ok(trained.results["sample"])
+    out = trained.tmp / "DIR"
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(5)]
+    with Image.open(pngs[0]) as im:
+        assert im.size == (16, 16) and im.mode == "L"
+
+
+def test_sample_again_is_refused_without_force(trained):
+    assert_user_error(trained.results["sample-again"], "--force")
+    assert trained.dir_before and tree_digest(trained.tmp / "DIR") == trained.dir_before
+
+
+def test_sample_npz(trained):
+    assert_ok(trained.results["npz"])
+    with np.load(trained.tmp / "f.npz") as f:
+        images = f["images"]
+        assert images.dtype == np.uint8 and images.shape == (5, 16, 16, 1)
+        assert f["z"].shape[0] == 5
+
+
+def test_interpolate_gif_and_png(trained):
+    assert_ok(trained.results["gif"])
+    assert_ok(trained.results["png"])
+    with Image.open(trained.tmp / "a.gif") as im:
+        assert im.format == "GIF" and im.n_frames >= 2
+    with Image.open(trained.tmp / "a.png") as im:
+        assert im.format == "PNG"
+        # one row of three 16px images with 2px padding: 56 x 20, scaled up by a whole factor
+        assert im.width * 20 == im.height * 56
+
+
+def test_export_then_sample_the_exported_file(trained):
+    from ganforge.sampling import load
+    from ganforge.viz import to_uint8
+
+    assert_ok(trained.results["export"])
+    model = trained.tmp / "m.safetensors"
+    assert model.is_file()
+    assert_ok(trained.results["sample-exported"])
+    pngs = sorted((trained.tmp / "D2").glob("*.png"))
+    assert len(pngs) == 2
+    # the exported file samples exactly like the run it came from, and the PNGs hold those samples
+    exported, original = load(model), load(trained.run)
+    x = exported.sample(2, seed=0)
+    assert np.array_equal(x.numpy(), original.sample(2, seed=0).numpy())
+    expected = to_uint8(x)
+    for i, p in enumerate(pngs):
+        with Image.open(p) as im:
+            np.testing.assert_array_equal(np.asarray(im), expected[i][:, :, 0])
