@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench data env clean-env
+.PHONY: demo test test-slow bench bench-quality data env clean-env
 
 env: $(STAMP)
 
@@ -37,7 +37,13 @@ test-slow: data
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/train_speed.py --json docs/results/speed.json
+	$(BIN)/python benchmarks/report.py
+
+# 20+ minutes: ganforge and the plain loop, 10 minutes each on real Fashion-MNIST, plus the real-data floor
+bench-quality: data
+	$(BIN)/python benchmarks/quality.py --which floor,ganforge,plain --minutes 10
+	$(BIN)/python benchmarks/report.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -16,17 +16,18 @@ from ganforge.registry import get_model
 
 
 class PlainLoop:
-    def __init__(self, model: str, resolution: int, channels: int, batch: int, seed: int = 0):
+    def __init__(self, model: str, resolution: int, channels: int, batch: int, seed: int = 0, device="cpu"):
         spec = get_model(model)
         torch.manual_seed(seed)
-        self.G, self.D = spec.build(spec.config_cls(), resolution, channels)
+        G, D = spec.build(spec.config_cls(), resolution, channels)
+        self.G, self.D, self.device = G.to(device), D.to(device), device
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.valid, self.fake = torch.ones(batch), torch.zeros(batch)
+        self.valid, self.fake = torch.ones(batch, device=device), torch.zeros(batch, device=device)
         self.batch, self.z_dim = batch, self.G.z_dim
 
     def step(self, real: torch.Tensor) -> torch.Tensor:
-        z = torch.randn(self.batch, self.z_dim)
+        z = torch.randn(self.batch, self.z_dim, device=self.device)
         self.opt_G.zero_grad()
         gen = self.G(z)
         g_loss = F.binary_cross_entropy_with_logits(self.D(gen), self.valid)
@@ -48,7 +49,7 @@ class PlainLoop:
         steps = 0
         while time.monotonic() < end:
             for (x,) in loader:
-                loss = self.step(x.float() / 127.5 - 1)
+                loss = self.step(x.to(self.device).float() / 127.5 - 1)
                 steps += 1
                 if steps % log_every == 0:
                     print(f"plain step {steps}: d_loss {loss.item():.3f}", flush=True)
@@ -60,4 +61,4 @@ class PlainLoop:
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.z_dim, generator=g)
-        return torch.cat([self.G(c) for c in z.split(64)])
+        return torch.cat([self.G(c.to(self.device)).float().cpu() for c in z.split(64)])

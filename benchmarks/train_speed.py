@@ -30,20 +30,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plain_loop import PlainLoop  # noqa: E402
 
 
-def plain_step_fn(model: str, resolution: int, channels: int, batch: int):
-    loop = PlainLoop(model, resolution, channels, batch)
+def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu"):
+    loop = PlainLoop(model, resolution, channels, batch, device=device)
     return loop.step
 
 
-def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int):
-    cfg = C.resolve(model, [{"data": {"resolution": resolution}, "train": {"batch_size": batch, "device": "cpu"}}])
+def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu"):
+    cfg = C.resolve(model, [{"data": {"resolution": resolution}, "train": {"batch_size": batch, "device": device}}])
     s = build(cfg, channels)
     ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup, batch) if s.G_ema is not None else None
     z_dim = s.G.z_dim
     state = {"step": 0}
 
     def step(real):
-        z = torch.randn(batch, z_dim)
+        z = torch.randn(batch, z_dim, device=s.device)
         out = s.train_step(real.contiguous(memory_format=s.memory_format), z, state["step"])
         state["step"] += 1
         if ema is not None:
@@ -76,21 +76,26 @@ def peak_gflops() -> dict:
             "bf16": round(fp32 * 2, 1) if cpu_has_fast_bf16() else None}
 
 
-def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int) -> dict:
-    real = torch.rand(batch, channels, resolution, resolution) * 2 - 1
-    plain = plain_step_fn(model, resolution, channels, batch)
-    ours, setup = ganforge_step_fn(model, resolution, channels, batch)
-    flops = count_flops(plain_step_fn(model, resolution, channels, batch), real)
+def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int, device="cpu") -> dict:
+    real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
+    plain = plain_step_fn(model, resolution, channels, batch, device)
+    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device)
+    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device), real)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for fn in (plain, ours):  # warm-up: allocator, oneDNN primitive caches
         for _ in range(3):
             fn(real)
     times = {"plain": [], "ganforge": []}
     for _ in range(blocks):
         for name, fn in (("plain", plain), ("ganforge", ours)):
+            torch.set_flush_denormal(name == "ganforge")  # as ganforge's loop runs on CPU; plain keeps the default
+            sync()
             t = time.perf_counter()
             for _ in range(steps):
                 fn(real)
+            sync()
             times[name].append((time.perf_counter() - t) / steps)
+    torch.set_flush_denormal(False)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "model": model, "resolution": resolution, "batch": batch,
@@ -109,15 +114,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--resolution", type=int, default=0, help="override the paper resolution (e.g. 64 for dcgan)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     res = {"dcgan": 32, "gan": 28}
     peak = peak_gflops()
+    if args.device.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
     print(f"CPU: {torch.get_num_threads()} threads, ~{peak['clock_ghz']} GHz; estimated peak {peak['fp32']} GFLOP/s "
           f"fp32, {peak['bf16'] or 'n/a'} GFLOP/s bf16; torch {torch.__version__}")
     rows = []
     for model in args.models.split(","):
-        r = bench(model, res[model], 1, args.batch_size, args.blocks, args.steps)
+        r = bench(model, args.resolution or res[model], 1, args.batch_size, args.blocks, args.steps, args.device)
         rows.append(r)
         print(f"{model:6s} {r['resolution']}px batch {r['batch']}: plain {r['plain_img_s']:7.1f} img/s, "
               f"ganforge {r['ganforge_img_s']:7.1f} img/s ({r['ganforge_precision']}) -> x{r['ratio']:.2f}; "
@@ -125,7 +134,8 @@ def main() -> None:
               f"{r['ganforge_gflop_s_equiv']} GFLOP/s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"peak": peak, "results": rows}, f, indent=1)
+            json.dump({"peak": peak, "results": rows, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+                       "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:])}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ def evaluate(net, data) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_flush_denormal(True)  # denormals slow CPU training ~10x
     train, test = load_data(args.dataset, 32, "train"), load_data(args.dataset, 32, "test")
     net = DomainClassifier()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=5e-4)

@@ -47,8 +47,8 @@ def write_idx(folder: Path, n: int = 96, split: str = "train", seed: int = 0, si
 
 
 @pytest.fixture(autouse=True)
-def isolated_data(tmp_path_factory, monkeypatch):
-    if os.environ.get("GANFORGE_TEST_REAL_DATA"):  # slow tests opt in to the machine's real data
+def isolated_data(request, tmp_path_factory, monkeypatch):
+    if request.node.get_closest_marker("slow"):  # slow tests use the machine's real data
         return None
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("GANFORGE_DATA", str(cache))

@@ -94,6 +94,13 @@ def bad_input_args(tmp: Path) -> dict[str, list[str]]:
         "sample-not-a-checkpoint": ["sample", str(tmp / "notes.txt"), "--out", str(tmp / "s2")],
         "interpolate-jpg": ["interpolate", str(tmp / "not-a-run"), "--out", str(tmp / "x.jpg")],
         "resume-without-out": ["train", "dcgan", "--resume"],
+        "device-unknown": ["train", "dcgan", "--device", "gpu"],
+        "resolution-not-power-of-two": ["train", "dcgan", "--resolution", "48"],
+        "seed-too-large": ["train", "dcgan", "--seed", str(2**64)],
+        "out-is-a-file": ["train", "dcgan", "--out", str(tmp / "notes.txt")],
+        "nan-value": ["train", "dcgan", "--set", "train.ema_kimg=.nan"],
+        "arch-zero": ["train", "gan", "--set", "arch.d_pieces=0"],
+        "sample-device-unknown": ["sample", str(tmp / "not-a-run"), "--out", str(tmp / "s3"), "--device", "gpu"],
     }
 
 
@@ -114,6 +121,13 @@ BAD_INPUT = {
     "sample-not-a-checkpoint": ["notes.txt"],
     "interpolate-jpg": ["x.jpg", ".gif"],
     "resume-without-out": ["--resume", "--out"],
+    "device-unknown": ["gpu"],
+    "resolution-not-power-of-two": ["48", "power-of-two"],
+    "seed-too-large": ["train.seed"],
+    "out-is-a-file": ["notes.txt", "is a file"],
+    "nan-value": ["train.ema_kimg"],
+    "arch-zero": ["arch.d_pieces"],
+    "sample-device-unknown": ["gpu"],
 }
 
 

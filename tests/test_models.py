@@ -108,18 +108,71 @@ def test_minimax_is_the_papers_value_function():
 
 @pytest.mark.parametrize("model", MODELS)
 def test_save_load_gives_identical_samples(model, fake_fashion, tmp_path):
+    from ganforge.data import load_data
+    from ganforge.train.loop import Trainer
+
     cfg = C.resolve(model, tiny_layers(model, steps=3, checkpoint_every=3))
-    result = train(cfg, tmp_path / "run", progress=False)
+    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16))
+    (tmp_path / "run").mkdir()
+    result = trainer.run(3)
     assert result["step"] == 3
     gen = ganforge.load(tmp_path / "run")
-    a = gen.sample(6, seed=11)
-    b = ganforge.load(result["checkpoint"]).sample(6, seed=11)
+    z = gen.latents(6, seed=11)
+    sampler = trainer.s.sampler.eval()
+    with torch.no_grad():
+        expected = sampler(z).float()
+    a = gen.generate(z)
     assert a.shape == (6, 1, 16, 16)
-    assert torch.equal(a, b)
+    assert torch.equal(a, expected), "the loaded generator samples differently from the trained one"
     assert not torch.equal(a, gen.sample(6, seed=12))  # the seed matters
-    # the exported single file holds the same generator
     from ganforge.sampling import export
 
     path = export(tmp_path / "run", tmp_path / "model.safetensors")
-    assert torch.equal(ganforge.load(path).sample(6, seed=11), a)
-    assert torch.equal(ganforge.generate(path, n=6, seed=11), a)
+    assert torch.equal(ganforge.load(path).generate(z), expected)
+    assert torch.equal(ganforge.generate(path, n=6, seed=11), expected)
+
+
+def test_ema_generator_is_an_average_with_its_own_batchnorm_statistics(fake_fashion, tmp_path):
+    from ganforge.data import load_data
+    from ganforge.train.ema import recalibrate_batchnorm
+    from ganforge.train.loop import Trainer
+
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=6, checkpoint_every=100, sample_every=0))
+    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16))
+    (tmp_path / "run").mkdir()
+    trainer.run(6)
+    G, G_ema = trainer.s.G, trainer.s.G_ema
+    diffs = [not torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters())]
+    assert any(diffs), "G_ema is a copy of G, not an average"
+    assert not any(p.requires_grad for p in G_ema.parameters())
+    # the EMA's statistics are measured on G_ema itself, deterministically
+    recalibrate_batchnorm(G_ema, G.z_dim, torch.device("cpu"))
+    first = [b.clone() for b in G_ema.buffers()]
+    recalibrate_batchnorm(G_ema, G.z_dim, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(first, G_ema.buffers()))
+    bn_ema = next(m for m in G_ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn_g = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.equal(bn_ema.running_mean, bn_g.running_mean)
+    # without EMA, the run samples from G itself
+    cfg.train.ema = False
+    t2 = Trainer(cfg, tmp_path / "run2", load_data("fashion-mnist", 16))
+    (tmp_path / "run2").mkdir()
+    t2.run(2)
+    assert t2.s.G_ema is None and t2.s.sampler is t2.s.G
+
+
+def test_ema_half_life_and_rampup():
+    from ganforge.train.ema import EMA
+
+    src, dst = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        src.weight.fill_(1.0)
+        dst.weight.fill_(0.0)
+    ema = EMA(src, dst, half_life_kimg=0.064, rampup=0.0, batch_size=64)  # half-life = one batch
+    ema.update(nimg=10**6)
+    assert torch.allclose(dst.weight, torch.tensor([[0.5]]))
+    ramp = EMA(src, dst, half_life_kimg=1000, rampup=0.05, batch_size=64)
+    with torch.no_grad():
+        dst.weight.fill_(0.0)
+    ramp.update(nimg=64)  # the first step: half-life 3.2 images, so the average is (almost) G itself
+    assert dst.weight.item() > 0.99

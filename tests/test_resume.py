@@ -2,7 +2,9 @@
 including after SIGKILL at any moment (also in the middle of writing a checkpoint)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,18 +33,24 @@ def assert_identical(a: Path, b: Path):
     assert not diff, f"resumed run differs in {diff[:5]}"
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("model", ["gan", "dcgan"])
-def test_stop_and_resume_is_bit_identical(model, fake_fashion, tmp_path):
+def test_stop_and_resume_is_bit_identical(model, device, fake_fashion, tmp_path):
     # gan has dropout (global RNG), dcgan has batch norm and channels_last: both kinds of state must resume.
-    full = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, sample_every=4))
+    # On CUDA the promise needs train.deterministic (deterministic cuDNN kernels); on CPU it always holds.
+    opts = {"device": device, "deterministic": device == "cuda"}
+    full = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, sample_every=4, **opts))
     train(full, tmp_path / "full", progress=False)
-    part = C.resolve(model, tiny_layers(model, steps=5, checkpoint_every=3, sample_every=4))
+    part = C.resolve(model, tiny_layers(model, steps=5, checkpoint_every=3, sample_every=4, **opts))
     train(part, tmp_path / "part", progress=False)
     part.train.steps = 9
     train(part, tmp_path / "part", resume=True, progress=False)
     assert_identical(list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "part")[-1])
     # and it is not trivially equal: a different seed gives different weights
-    other = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, seed=1))
+    other = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, seed=1, **opts))
     train(other, tmp_path / "other", progress=False)
     with pytest.raises(AssertionError):
         assert_identical(list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "other")[-1])
@@ -50,13 +58,13 @@ def test_stop_and_resume_is_bit_identical(model, fake_fashion, tmp_path):
 
 def _train_cmd(run: Path, steps: int, resume: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "ganforge.cli", "train", "dcgan", "--data", "fashion-mnist", "--resolution", "16",
-           "--steps", str(steps), "--batch-size", "8", "--checkpoint-every", "5", "--sample-every", "0",
-           "--set", "arch.base_channels=4", "--set", "arch.z_dim=16", "--set", "train.log_every=5", "--quiet",
-           "--out", str(run)]
+           "--steps", str(steps), "--batch-size", "8", "--device", "cpu", "--checkpoint-every", "5",
+           "--sample-every", "3", "--set", "arch.base_channels=4", "--set", "arch.z_dim=16",
+           "--set", "train.log_every=5", "--set", "train.sample_grid=4", "--quiet", "--out", str(run)]
     return cmd + (["--resume"] if resume else [])
 
 
-def test_sigkill_at_any_moment_then_resume_is_bit_identical(fake_fashion, tmp_path):
+def test_sigkill_or_sigterm_at_any_moment_then_resume_is_bit_identical(fake_fashion, tmp_path):
     steps = 40
     ref = subprocess.run(_train_cmd(tmp_path / "ref", steps), capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
@@ -64,43 +72,90 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(fake_fashion, tmp_pa
 
     run = tmp_path / "killed"
     # Each checkpoint write sleeps 0.3 s between writing the temporary file and renaming it, so that kills land
-    # inside writes as well as between them; the kill times sweep the run.
+    # inside writes as well as between them; the stop times sweep the run. One stop is a polite SIGTERM, which
+    # must finish the step in flight, checkpoint it and exit with 143.
     env = {**os.environ, "GANFORGE_TEST_SLOW_WRITE": "0.3"}
-    kills = 0
-    for delay in (4.5, 1.2, 0.8, 2.0, 1.5, 3.0):
+    kills, in_write, polite = 0, 0, False
+    for delay, sig in ((4.5, signal.SIGKILL), (1.2, signal.SIGKILL), (2.5, signal.SIGTERM), (0.0, "in-write"),
+                       (0.8, signal.SIGKILL), (2.0, signal.SIGKILL), (1.5, signal.SIGKILL), (3.0, signal.SIGKILL)):
         proc = subprocess.Popen(_train_cmd(run, steps, resume=(run / "config.yaml").exists()), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        metrics = run / "metrics.jsonl"
+        lines_before = len(metrics.read_text().splitlines()) if metrics.exists() else 0
         time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+        give_up = time.time() + 60
+        while sig == signal.SIGTERM and proc.poll() is None and time.time() < give_up:
+            # a polite stop is only meaningful once training is under way (before that, nothing to save)
+            if metrics.exists() and len(metrics.read_text().splitlines()) > lines_before:
+                break
+            time.sleep(0.05)
+        while sig == "in-write" and proc.poll() is None and time.time() < give_up:
+            if list((run / "checkpoints").glob(".*tmp*")):  # a checkpoint is half written right now
+                proc.send_signal(signal.SIGKILL)
+                in_write += 1
+                break
+            time.sleep(0.01)
+        if proc.poll() is None and sig != "in-write":
+            proc.send_signal(sig)
             kills += 1
-        proc.wait()
+        out, err = proc.communicate(timeout=120)
+        if sig == signal.SIGTERM and kills and proc.returncode != 0:
+            assert proc.returncode == 143, err
+            stopped_at = int(re.search(r"\(step (\d+), stopped by interrupted\)", out).group(1))
+            # the newest checkpoint is the moment of the stop, not the last periodic one
+            assert list_checkpoints(run)[-1].name == f"step_{stopped_at:08d}.safetensors"
+            polite = True
         # whatever moment it died at, every listed checkpoint is whole
         for ckpt in list_checkpoints(run):
             weights(ckpt)
-    assert kills >= 2, "the run finished before it could be killed; slow it down"
+    assert kills >= 3 and polite and in_write, "the run finished before it could be stopped; slow it down"
     fin = subprocess.run(_train_cmd(run, steps, resume=True), capture_output=True, text=True, timeout=300)
     assert fin.returncode == 0, fin.stderr
     assert_identical(reference, list_checkpoints(run)[-1])
     assert not list((run / "checkpoints").glob(".*tmp*")), "temporary files were left behind"
-    steps_logged = [int(line.split('"step": ')[1].split(",")[0]) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps_logged == sorted(set(steps_logged)), "metrics.jsonl repeats steps after resume"
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged)), "metrics.jsonl repeats steps after resume"
+    assert (run / "samples" / "progress.gif").exists()
 
 
-def test_interrupt_saves_a_checkpoint(fake_fashion, tmp_path):
+def test_resume_before_the_first_checkpoint_starts_clean(fake_fashion, tmp_path):
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=4, checkpoint_every=100, log_every=1))
     run = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(run, 100000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list_checkpoints(run):
-        time.sleep(0.2)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "stopped by interrupted" in out
-    import re
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss/D": 9}\n{"step": 2, "lo')  # a kill mid-write
+    train(cfg, run, resume=True, progress=False)
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
 
-    stopped_at = int(re.search(r"\(step (\d+), stopped by interrupted\)", out).group(1))
-    assert stopped_at > 0
-    # the newest checkpoint is the moment of the stop, not the last periodic one
-    assert list_checkpoints(run)[-1].name == f"step_{stopped_at:08d}.safetensors"
+
+def test_pruning_keeps_the_newest_and_never_the_just_written(fake_fashion, tmp_path):
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=8, checkpoint_every=2, keep_checkpoints=2))
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000006.safetensors", "step_00000008.safetensors"]
+    # a newer, unreadable checkpoint (a disk fault) is skipped on resume and never costs us the good ones
+    (run / "checkpoints" / "step_00000099.safetensors").write_bytes(b"garbage")
+    cfg.train.steps, cfg.train.keep_checkpoints = 10, 1
+    with pytest.warns(UserWarning, match="unreadable"):
+        train(cfg, run, resume=True, progress=False)
+    assert (run / "checkpoints" / "step_00000010.safetensors").exists()
+    # only unreadable checkpoints: resuming refuses rather than starting over on top of them
+    for p in list_checkpoints(run):
+        p.write_bytes(b"garbage")
+    from ganforge.registry import GanforgeError
+
+    with pytest.warns(UserWarning), pytest.raises(GanforgeError, match="can be read"):
+        train(cfg, run, resume=True, progress=False)
+
+
+def test_minutes_bound_the_run_and_still_checkpoint(fake_fashion, tmp_path):
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=0, minutes=0.03, checkpoint_every=10**6,
+                                         sample_every=0))
+    assert cfg.train.steps == 0
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["stopped_by"] == "minutes" and result["step"] > 0
+    assert list_checkpoints(tmp_path / "run")[-1].name == f"step_{result['step']:08d}.safetensors"
+    assert (tmp_path / "run" / "samples" / f"step_{result['step']:08d}.png").exists()
+    # --minutes alone (no --steps) lifts the default step limit
+    assert C.resolve("dcgan", [{"train": {"minutes": 5}}]).train.steps == 0
+    assert C.resolve("dcgan", [{"train": {"minutes": 5, "steps": 7}}]).train.steps == 7

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("model", help="a registered model (ganforge models)")
     t.add_argument("--data", help="dataset name (ganforge data list) or a folder of images")
     t.add_argument("--resolution", type=_positive_int)
-    t.add_argument("--steps", type=_positive_int, help="generator updates to reach")
+    t.add_argument("--steps", type=_positive_int, help="generator updates to reach (default 5000; none with --minutes)")
     t.add_argument("--minutes", type=_nonneg_float, help="stop after this much wall time (with a checkpoint)")
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
@@ -146,7 +146,7 @@ def _train_layers(args) -> list[dict]:
     return layers
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int:
     from . import config as config_mod
     from .registry import get_model
     from .train.loop import prepare_run, train
@@ -171,6 +171,13 @@ def cmd_train(args) -> None:
     print(f"samples:    {result['samples']}")
     if result["progress_gif"]:
         print(f"progress:   {result['progress_gif']}")
+    if result["signal"]:
+        # Stopped by Ctrl-C or SIGTERM, after a clean checkpoint: the conventional status tells a scheduler
+        # the job did not finish, so it can requeue it with --resume.
+        print(f"stopped by signal {result['signal']}; continue with: ganforge train {cfg.model} --out {run_dir} "
+              f"--resume", file=sys.stderr)
+        return 128 + result["signal"]
+    return 0
 
 
 def _check_free(paths: list[Path], force: bool) -> None:
@@ -250,14 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "data" and not args.data_verb:
         args.data_verb = "list"
     try:
-        VERBS[args.verb](args)
+        return VERBS[args.verb](args) or 0
     except GanforgeError as e:
         print(f"ganforge {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganforge {args.verb}: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ An unknown key anywhere is an error that names it; values are checked against th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 5000            # generator updates; --minutes may end the run sooner
+    steps: int = 5000            # generator updates; 0 = no step limit (with --minutes); --minutes may end sooner
     minutes: float = 0.0         # wall-time bound (0 = none); the run still ends with a checkpoint and samples
     batch_size: int = 64
     seed: int = 0
@@ -44,6 +45,8 @@ class TrainConfig:
     precision: str = "auto"      # auto (bf16 autocast where the CPU/GPU supports it fast), bf16, fp32
     channels_last: bool = True   # NHWC convolutions: faster with oneDNN and cuDNN
     device: str = "auto"         # auto | cpu | cuda | cuda:N
+    deterministic: bool = False  # GPU: deterministic cuDNN kernels, so resume is bit-exact there too (slower);
+                                 # CPU runs are deterministic anyway
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3    # newest K are kept; older ones are deleted only after a newer one is complete
     sample_every: int = 250      # fixed-latent grid for samples/ and progress.gif (0 = only at the end)
@@ -92,6 +95,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise GanforgeError(f"{key} must be a number, got {value!r}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -179,25 +187,48 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
         raise GanforgeError(f"config says model {merged['model']!r} but {model!r} was asked for")
     merged.pop("model", None)
     apply_dict(cfg, merged)
+    train_given = merged.get("train") or {}
+    if cfg.train.minutes > 0 and "steps" not in train_given:
+        cfg.train.steps = 0  # a time budget alone: the clock decides, not the default step count
+    data_path = Path(cfg.data.name).expanduser()
+    if cfg.data.name not in _dataset_names() and data_path.exists():
+        cfg.data.name = str(data_path.resolve())  # a resume from another folder still finds the data
     validate(cfg)
     return cfg
+
+
+def _dataset_names() -> set[str]:
+    from .data import DATASETS
+
+    return set(DATASETS)
 
 
 def validate(cfg: RunConfig) -> None:
     from .losses import LOSSES
 
     t, d = cfg.train, cfg.data
-    positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.checkpoint_every": t.checkpoint_every,
+    if t.steps < 0 or (t.steps == 0 and t.minutes == 0):
+        raise GanforgeError(f"train.steps must be >= 1, or 0 with train.minutes > 0 (no step limit), got {t.steps}")
+    positive = {"train.batch_size": t.batch_size, "train.checkpoint_every": t.checkpoint_every,
                 "train.keep_checkpoints": t.keep_checkpoints, "train.log_every": t.log_every,
                 "train.sample_grid": t.sample_grid}
     for k, v in positive.items():
         if v < 1:
             raise GanforgeError(f"{k} must be >= 1, got {v}")
     for k, v in {"train.lr_g": t.lr_g, "train.lr_d": t.lr_d}.items():
-        if not v > 0:
-            raise GanforgeError(f"{k} must be > 0, got {v}")
-    if t.minutes < 0 or t.sample_every < 0 or t.ema_kimg < 0:
-        raise GanforgeError("train.minutes, train.sample_every and train.ema_kimg must be >= 0")
+        if not (v > 0 and math.isfinite(v)):
+            raise GanforgeError(f"{k} must be a finite number > 0, got {v}")
+    for k, v in {"train.minutes": t.minutes, "train.ema_kimg": t.ema_kimg, "train.ema_rampup": t.ema_rampup,
+                 "train.sample_every": t.sample_every}.items():
+        if not (v >= 0 and math.isfinite(v)):  # `not >=` also catches NaN
+            raise GanforgeError(f"{k} must be a finite number >= 0, got {v}")
+    if not all(0 <= b < 1 for b in t.betas):
+        raise GanforgeError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
+    from .train.loop import pick_device
+
+    pick_device(t.device)
+    if not 0 <= t.seed < 2**63:
+        raise GanforgeError(f"train.seed must be in [0, 2**63), got {t.seed}")
     if t.loss not in LOSSES:
         raise GanforgeError(f"unknown loss {t.loss!r}; known: {', '.join(LOSSES)}")
     if t.optimizer not in ("adam", "sgd"):
@@ -208,12 +239,29 @@ def validate(cfg: RunConfig) -> None:
         raise GanforgeError(f"data.channels must be 0 (as the data is), 1 or 3, got {d.channels}")
     if d.resolution < 4:
         raise GanforgeError(f"data.resolution must be >= 4, got {d.resolution}")
+    _check_architecture(cfg)
+
+
+def _check_architecture(cfg: RunConfig) -> None:
+    """Build the networks on the meta device (no memory, no compute) so that a resolution or an arch value the
+    family cannot take is a clear error now, not a traceback later."""
+    import torch
+
+    spec = get_model(cfg.model)
+    try:
+        with torch.device("meta"):
+            spec.build(cfg.arch, cfg.data.resolution, cfg.data.channels or 1)
+    except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as e:
+        raise GanforgeError(f"{cfg.model} cannot be built with this config at {cfg.data.resolution}px: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def from_dict(d: dict) -> RunConfig:
     """Rebuild a RunConfig saved by `to_dict` (config.yaml, checkpoint metadata)."""
     if d.get("version", 1) != 1:
         raise GanforgeError(f"config version {d.get('version')} is newer than this ganforge understands")
+    if not isinstance(d, dict) or not isinstance(d.get("model"), str):
+        raise GanforgeError("the saved config names no model: it is damaged")
     d = dict(d)
     model = d.pop("model")
     d.pop("version", None)

@@ -42,6 +42,8 @@ class Generator:
         g = torch.Generator()
         if seed is None:
             g.seed()
+        elif not 0 <= seed < 2**63:
+            raise GanforgeError(f"seed must be in [0, 2**63), got {seed}")
         else:
             g.manual_seed(seed)
         z = torch.randn(n, self.z_dim, generator=g)
@@ -73,6 +75,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = T
 
     Reads only the generator's weights (G_ema where the run kept one), through safetensors: no code runs.
     """
+    from .train.loop import pick_device
+
+    device = pick_device(str(device))
     ckpt = resolve_checkpoint(path)
     header = read_header(ckpt)
     cfg = config_mod.from_dict(header["config"])

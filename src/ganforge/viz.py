@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -39,14 +40,16 @@ def _image(arr: np.ndarray, scale: int = 1):
 
 
 def _auto_scale(arr: np.ndarray) -> int:
-    return max(1, 256 // max(arr.shape[0], 1)) if arr.shape[0] < 256 else 1
+    return max(1, int(round(512 / max(arr.shape[0], arr.shape[1], 1))))  # about 512 px on screen
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images, nrow)
-    _image(grid, _auto_scale(grid)).save(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _image(grid, _auto_scale(grid)).save(tmp, format="PNG")
+    os.replace(tmp, path)  # a kill mid-write never leaves a truncated grid behind
     return path
 
 
@@ -84,8 +87,16 @@ def build_progress_gif(samples_dir: Path, max_frames: int = 60) -> Path | None:
         grids = [grids[i] for i in sorted(set(keep))]
     frames = []
     for p in grids:
-        with Image.open(p) as im:
-            frames.append(im.convert("RGB"))
+        try:
+            with Image.open(p) as im:
+                frames.append(im.convert("RGB"))
+        except OSError:  # a grid damaged by a crash in an older version: leave it out of the film
+            continue
+    if not frames:
+        return None
     out = samples_dir / "progress.gif"
-    frames[0].save(out, save_all=True, append_images=frames[1:] + [frames[-1]] * 10, duration=150, loop=0)
+    tmp = samples_dir / ".progress.gif.tmp"
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:] + [frames[-1]] * 10, duration=150,
+                   loop=0)
+    os.replace(tmp, out)
     return out

@@ -179,8 +179,9 @@ def load_folder(path: Path, resolution: int, channels: int | None = None) -> tup
         try:
             with Image.open(f) as img:
                 img.load()
-                arrays.append(_to_array(img, channels))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+                # resize at once: a folder of large photos must not sit in memory at full size
+                arrays.append(_square_resize(_to_array(img, channels), resolution))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             bad.append(f"{f.name} ({type(e).__name__})")
     if not arrays:
         raise GanforgeError(f"none of the {len(files)} image files in {path} could be read: {', '.join(bad[:5])}")
@@ -188,9 +189,7 @@ def load_folder(path: Path, resolution: int, channels: int | None = None) -> tup
         channels = 1 if all(a.shape[2] == 1 for a in arrays) else 3
     out = np.empty((len(arrays), resolution, resolution, channels), dtype=np.uint8)
     for i, a in enumerate(arrays):
-        if a.shape[2] != channels:
-            a = np.repeat(a, channels, axis=2) if a.shape[2] == 1 else a[:, :, :1]
-        out[i] = _square_resize(a, resolution)
+        out[i] = np.repeat(a, channels, axis=2) if a.shape[2] != channels else a
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable file(s) of {len(files)} in {path}: "
                       f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", stacklevel=2)
@@ -245,23 +244,24 @@ class ImageData:
         return self.images[index].float().mul_(2 / 255).sub_(1)
 
 
+def _grey_as(images: torch.Tensor, channels: int | None) -> torch.Tensor:
+    return images.expand(-1, 3, -1, -1).contiguous() if channels == 3 else images
+
+
 def load_data(data: str, resolution: int, split: str = "train", channels: int | None = None) -> ImageData:
     """`data` is a dataset name (see DATASETS) or a path: a folder of images, or a folder of IDX files."""
     if data in DATASETS:
         ds = DATASETS[data]
         folder = locate(data, split)
         images, labels = load_idx_dataset(folder, split)
-        images = resize_uint8(images, resolution)
-        if channels == 3:
-            images = images.expand(-1, 3, -1, -1).contiguous()
-        return ImageData(images, labels, data, str(folder), ds.classes)
+        return ImageData(_grey_as(resize_uint8(images, resolution), channels), labels, data, str(folder), ds.classes)
     path = Path(data).expanduser()
     if not path.exists():
         raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing "
                             f"path")
     if path.is_dir() and _idx_dir_ok(path, split):
         images, labels = load_idx_dataset(path, split)
-        return ImageData(resize_uint8(images, resolution), labels, path.name, str(path))
+        return ImageData(_grey_as(resize_uint8(images, resolution), channels), labels, path.name, str(path))
     images, report = load_folder(path, resolution, channels)
     return ImageData(images, None, path.name, str(path), report=report)
 

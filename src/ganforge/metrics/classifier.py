@@ -29,14 +29,16 @@ class DomainClassifier(nn.Module):
                 nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True),
                 nn.MaxPool2d(2))
 
-        self.body = nn.Sequential(block(channels, 32), block(32, 64), block(64, 128))  # 32 -> 4
-        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 16, self.feature_dim),
+        self.body = nn.Sequential(block(channels, 16), block(16, 32), block(32, 64))  # 32 -> 4
+        self.features = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 16, self.feature_dim),
                                       nn.BatchNorm1d(self.feature_dim), nn.ReLU(True))
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, classes))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """[N, C, 32, 32] in [-1, 1] -> features [N, 128] (the penultimate layer)."""
-        if x.shape[-1] != 32 or x.shape[-2] != 32:
+        if x.shape[-2:] == (28, 28):  # the datasets' own size: pad with background, as the data is fed
+            x = F.pad(x, (2, 2, 2, 2), value=-1.0)
+        elif x.shape[-2:] != (32, 32):
             x = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
         return self.features(self.body(x))
 

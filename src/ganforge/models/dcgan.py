@@ -11,6 +11,10 @@ Implemented as the paper's section 3 and figure 1 describe:
   fully-connected layers; weights from N(0, 0.02) (BN scales from N(1, 0.02)); Adam(2e-4, beta1 = 0.5).
 Any power-of-two resolution >= 8 builds (tests use 16px with few channels); 32 and 64 are the paper-style
 configurations. Grey and RGB images alike (`channels`).
+Differences from the paper, all settings: z ~ N(0, I) rather than U(-1, 1) (one latent law for every family
+here); batch 64 by default (paper: 128, `--batch-size 128`); samples come from an EMA of G's weights with its
+batch-norm statistics re-measured (`train.ema=false` samples G itself); bf16 autocast where the hardware has
+native bf16 (`train.precision=fp32` for the paper's arithmetic).
 """
 from __future__ import annotations
 
@@ -94,4 +98,7 @@ class Discriminator(nn.Module):
 )
 def build(cfg: DCGANConfig, resolution: int, channels: int) -> tuple[nn.Module, nn.Module]:
     """Build (G, D) of DCGAN for images of `channels` x `resolution` x `resolution`."""
+    if cfg.z_dim < 1 or cfg.base_channels < 0 or cfg.max_channels < 1:
+        raise ValueError(f"arch.z_dim and arch.max_channels must be >= 1 and arch.base_channels >= 0, got "
+                         f"{cfg.z_dim}, {cfg.max_channels}, {cfg.base_channels}")
     return Generator(cfg, resolution, channels), Discriminator(cfg, resolution, channels)

@@ -9,7 +9,9 @@ Implemented as in the paper's MNIST experiment (its released pylearn2 configurat
 - Losses: the minimax value function of eq. (1) and the non-saturating G loss the paper recommends in
   section 3 (`--set train.loss=minimax` or `nonsaturating`, the default).
 Not implemented: the paper's SGD-with-momentum schedule (we default to Adam; `train.optimizer=sgd` gives SGD
-with the paper's starting momentum 0.5), and its uniform noise (z is N(0, I) like every family here).
+with the paper's starting momentum 0.5), its uniform noise (z is N(0, I) like every family here), the
+max-norm constraint on maxout weights (1.9365) and its initialisation ranges (PyTorch's defaults instead);
+its batch of 100 is `--batch-size 100` (default 64).
 """
 from __future__ import annotations
 
@@ -86,4 +88,10 @@ class Discriminator(nn.Module):
 )
 def build(cfg: GANConfig, resolution: int, channels: int) -> tuple[nn.Module, nn.Module]:
     """Build (G, D) of the 2014 GAN for images of `channels` x `resolution` x `resolution`."""
+    for name in ("z_dim", "g_hidden", "d_units", "d_pieces"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"arch.{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("d_input_dropout", "d_dropout"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ValueError(f"arch.{name} must lie in [0, 1), got {getattr(cfg, name)}")
     return Generator(cfg, resolution, channels), Discriminator(cfg, resolution, channels)

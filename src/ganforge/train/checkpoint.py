@@ -115,9 +115,16 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module],
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(step)
     atomic_write_bytes(path, payload)
-    for old in list_checkpoints(run_dir)[:-keep]:
+    # Prune only checkpoints older than the one just written, so a newer file left by an earlier attempt
+    # (or an unreadable one) can never make us delete the checkpoint we just saved.
+    older = [p for p in list_checkpoints(run_dir) if _step_of(p) < step]
+    for old in older[: max(0, len(older) - (keep - 1))]:
         old.unlink(missing_ok=True)
     return path
+
+
+def _step_of(path: Path) -> int:
+    return int(_NAME.match(path.name).group(1))
 
 
 def read_header(path: Path) -> dict:

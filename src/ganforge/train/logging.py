@@ -9,10 +9,18 @@ class MetricsLog:
     def __init__(self, run_dir: Path, resume_step: int | None):
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
-            # A run killed after its last checkpoint logged steps that the resumed run will log again.
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
+            # A run killed after its last checkpoint logged steps that the resumed run will log again; a kill
+            # in the middle of a write leaves a partial last line.
+            from .checkpoint import atomic_write_bytes
+
+            kept = []
+            for ln in self.path.read_text().splitlines():
+                try:
+                    if json.loads(ln).get("step", 0) <= resume_step:
+                        kept.append(ln)
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+            atomic_write_bytes(self.path, "".join(ln + "\n" for ln in kept).encode())
         self.file = open(self.path, "a")
         self.tb = None
         try:

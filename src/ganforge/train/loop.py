@@ -25,7 +25,8 @@ from ..data import ImageData, load_data
 from ..recipes import RECIPES
 from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
-from .checkpoint import list_checkpoints, load_training_state, newest_checkpoint, save_checkpoint
+from .checkpoint import (checkpoint_name, list_checkpoints, load_training_state, newest_checkpoint,
+                         save_checkpoint)
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
 from .logging import MetricsLog
 
@@ -33,11 +34,21 @@ from .logging import MetricsLog
 # ------------------------------------------------------------------------------------------ the machine
 
 def pick_device(name: str) -> torch.device:
+    """auto, cpu, cuda or cuda:N, checked against this machine (a clear error, never a CUDA traceback)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GanforgeError(f"train.device={name} but no CUDA device is available")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise GanforgeError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise GanforgeError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GanforgeError(f"device {name!r} asked for, but no CUDA device is available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GanforgeError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+                                f"CUDA device(s)")
     return dev
 
 
@@ -58,7 +69,8 @@ def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32":
         return None
-    fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
+    # bf16 is native from Ampere (compute capability 8) on; older GPUs only emulate it, slowly.
+    fast = torch.cuda.get_device_capability(device)[0] >= 8 if device.type == "cuda" else cpu_has_fast_bf16()
     if precision == "auto":
         return torch.bfloat16 if fast else None
     return torch.bfloat16  # asked for explicitly: honour it even where it is emulated
@@ -98,15 +110,17 @@ class Setup:
             frozen = [getattr(self, name) for name in phase.frozen]
             for net in frozen:
                 net.requires_grad_(False)
-            with self.autocast():
-                losses = self.recipe.losses(phase.name, ctx)
-            total = sum(losses.values())
-            opt = self.opt[phase.trains]
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            for net in frozen:
-                net.requires_grad_(True)
+            try:
+                with self.autocast():
+                    losses = self.recipe.losses(phase.name, ctx)
+                total = sum(losses.values())
+                opt = self.opt[phase.trains]
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+            finally:
+                for net in frozen:
+                    net.requires_grad_(True)
             out.update({k: v.detach() for k, v in losses.items()})
         out.update(ctx.get("stats", {}))
         return out
@@ -129,6 +143,13 @@ def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device):
 
 def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> Setup:
     device = device or pick_device(cfg.train.device)
+    if device.type == "cuda":
+        # Fixed shapes every step: let cuDNN pick the fastest kernels, unless the run must be bit-exact.
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
+        torch.backends.cudnn.deterministic = cfg.train.deterministic
+        if cfg.train.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS reductions
+            torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.train.seed)  # initial weights depend on the seed alone
     spec = get_model(cfg.model)
     G, D = spec.build(cfg.arch, cfg.data.resolution, channels)
@@ -152,6 +173,9 @@ class Batches:
                                 f"lower --batch-size")
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.device, self.memory_format = device, memory_format
+        # On a GPU the whole uint8 dataset lives on the device (Fashion-MNIST: 61 MB), so a batch is an index
+        # on the GPU, not a host-to-device copy and a sync every step.
+        self.images = data.images.to(device) if device.type == "cuda" else data.images
         self.epoch, self.offset = 0, 0
         self._perm = None
 
@@ -167,8 +191,8 @@ class Batches:
             self._perm = self._permutation()
         idx = self._perm[self.offset: self.offset + self.batch_size]
         self.offset += self.batch_size
-        x = self.data.batch(idx).to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=self.memory_format)
+        x = self.images[idx.to(self.images.device)].float().mul_(2 / 255).sub_(1)  # [N, C, R, R] in [-1, 1]
+        return x.to(self.device).contiguous(memory_format=self.memory_format)
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "offset": self.offset}
@@ -192,7 +216,8 @@ class Trainer:
         s = self.s
         self.z_dim = s.G.z_dim
         self.batches = Batches(data, cfg.train.batch_size, cfg.train.seed, s.device, s.memory_format)
-        self.z_gen = torch.Generator(device=s.device).manual_seed(cfg.train.seed + 1)
+        self.z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)  # on the CPU: see _run
+        self.resumed_from: int | None = None
         self.ema = (EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup, cfg.train.batch_size)
                     if s.G_ema is not None else None)
         self.bn_recalibrate = s.G_ema is not None and has_batchnorm(s.G)
@@ -222,7 +247,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         header, rng = load_training_state(path, self._nets(), self.s.opt, self.s.device)
-        self.step = header["step"]
+        self.step = self.resumed_from = header["step"]
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
         self.z_gen.set_state(rng["z"])
@@ -265,32 +290,58 @@ class Trainer:
     def _run(self, steps: int, minutes: float) -> dict:
         s, cfg = self.s, self.cfg
         t = cfg.train
-        log = MetricsLog(self.run_dir, self.step if self.step > 0 else None)
+        log = MetricsLog(self.run_dir, self.resumed_from)
         bar = None
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
-                       file=sys.stderr)
+            bar = tqdm(total=steps or None, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
+                       file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
         sums: dict[str, torch.Tensor] = {}
         count, t_log, steps_at_log = 0, time.perf_counter(), self.step
         stop_reason = "steps"
-        interrupted = False
+        stop_signal: list[int] = []
 
-        def on_sigterm(signum, frame):  # a scheduler's polite stop: finish the step, checkpoint, exit
-            raise KeyboardInterrupt
+        def on_signal(signum, frame):
+            # A polite stop (Ctrl-C, a scheduler's SIGTERM): finish the step in flight, checkpoint, exit. Raising
+            # here instead would leave a half-done step (D updated, G not) in the final checkpoint.
+            if stop_signal:  # asked twice: stop now, without the final checkpoint
+                raise KeyboardInterrupt
+            stop_signal.append(signum)
 
-        old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+        handlers = {}
+        if _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, on_signal)
+
+        def log_interval(now: float) -> None:
+            values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
+            values["img_per_s"] = round((self.step - steps_at_log) * t.batch_size / (now - t_log), 1)
+            values["nimg"] = self.nimg
+            for k, v in values.items():
+                if not math.isfinite(v):
+                    raise GanforgeError(f"{k} became {v} at step {self.step}: training diverged; lower "
+                                        f"the learning rates or try train.precision=fp32")
+            log.log(self.step, values)
+            if bar is not None:
+                bar.set_postfix({k.split("/")[-1] if k.startswith("loss") else k: v
+                                 for k, v in values.items() if k != "nimg"}, refresh=False)
+
         s.G.train()
         s.D.train()
         try:
-            while self.step < steps:
+            while self.step < steps or not steps:
+                if stop_signal:
+                    stop_reason = "interrupted"
+                    break
                 if time.monotonic() >= deadline:
                     stop_reason = "minutes"
                     break
                 real = self.batches.next()
-                z = torch.randn(t.batch_size, self.z_dim, generator=self.z_gen, device=s.device)
+                # z is drawn on the CPU whatever the device: the same latents everywhere, and a resume may
+                # move a run between devices.
+                z = torch.randn(t.batch_size, self.z_dim, generator=self.z_gen).to(s.device, non_blocking=True)
                 for k, v in s.train_step(real, z, self.step).items():
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
@@ -299,43 +350,33 @@ class Trainer:
                     self.ema.update(self.nimg)
                 if bar is not None:
                     bar.update(1)
-                if self.step % t.log_every == 0 or self.step == steps:
+                if self.step % t.log_every == 0:
                     now = time.perf_counter()
-                    values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
-                    values["img_per_s"] = round((self.step - steps_at_log) * t.batch_size / (now - t_log), 1)
-                    values["nimg"] = self.nimg
-                    for k, v in values.items():
-                        if not math.isfinite(v):
-                            raise GanforgeError(f"{k} became {v} at step {self.step}: training diverged; lower "
-                                                f"the learning rates or try train.precision=fp32")
-                    log.log(self.step, values)
-                    if bar is not None:
-                        bar.set_postfix({k.split("/")[-1] if k.startswith("loss") else k: v
-                                         for k, v in values.items() if k != "nimg"}, refresh=False)
+                    log_interval(now)
                     sums, count, t_log, steps_at_log = {}, 0, now, self.step
                 if t.sample_every and self.step % t.sample_every == 0:
                     self.write_samples()
                 if self.step % t.checkpoint_every == 0:
                     self.save()
-        except KeyboardInterrupt:
-            interrupted = True
-            stop_reason = "interrupted"
+            if count:  # the last partial interval
+                log_interval(time.perf_counter())
         finally:
             if bar is not None:
                 bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGTERM, old_handler)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
             log.close()
         # Every run ends with a checkpoint and a grid, whatever ended it (steps, minutes, Ctrl-C, SIGTERM).
         ckpts = list_checkpoints(self.run_dir)
-        if not ckpts or not ckpts[-1].name.endswith(f"{self.step:08d}.safetensors"):
+        if not ckpts or ckpts[-1].name != checkpoint_name(self.step):
             self.save()
         grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
-        if not grid.exists() or not (t.sample_every and self.step % t.sample_every == 0):
-            grid = self.write_samples()
+        if not grid.exists():
+            self.write_samples()
         gif = build_progress_gif(self.run_dir / "samples")
         return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
-                "interrupted": interrupted, "checkpoint": str(newest_checkpoint(self.run_dir)),
+                "signal": stop_signal[0] if stop_signal else None,
+                "checkpoint": str(newest_checkpoint(self.run_dir)),
                 "samples": str(grid), "progress_gif": str(gif) if gif else None}
 
 
@@ -361,27 +402,43 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _saved_config(run_dir: Path) -> RunConfig:
+    """The run's config: config.yaml, or (if that file was lost or damaged) the copy in its newest checkpoint."""
+    cfg_path = run_dir / "config.yaml"
+    try:
+        return config_mod.from_dict(config_mod.read_yaml(cfg_path))
+    except GanforgeError as first:
+        ckpt = newest_checkpoint(run_dir)
+        if ckpt is None:
+            raise GanforgeError(f"--resume: {run_dir} holds no run ({first})") from None
+        from .checkpoint import read_header
+
+        return config_mod.from_dict(read_header(ckpt)["config"])
+
+
 def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> RunConfig:
     """Resolve the config and check the run directory: a new run never overwrites an old one."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GanforgeError(f"--out {run_dir} is a file, not a run directory")
     if resume:
-        if not cfg_path.is_file():
-            raise GanforgeError(f"--resume: {run_dir} holds no run (no config.yaml)")
-        saved = config_mod.from_dict(config_mod.read_yaml(cfg_path))
+        saved = _saved_config(run_dir)
         if saved.model != model:
             raise GanforgeError(f"--resume: {run_dir} is a {saved.model!r} run, not {model!r}")
         asked = config_mod.resolve(model, layers)
         before, after = _flatten(saved.to_dict()), _flatten(asked.to_dict())
-        explicit = _flatten(_merge_all(layers))
+        explicit = set(_flatten(_merge_all(layers)))
+        if "train.minutes" in explicit:
+            explicit.add("train.steps")  # --minutes alone also lifts the step limit
         changed = [k for k in explicit if k in before and before[k] != after.get(k)]
         bad = [k for k in changed if k not in OVERRIDABLE_ON_RESUME]
         if bad:
-            raise GanforgeError(f"--resume cannot change {', '.join(bad)} of the run in {run_dir} "
+            raise GanforgeError(f"--resume cannot change {', '.join(sorted(bad))} of the run in {run_dir} "
                                 f"(only {', '.join(sorted(OVERRIDABLE_ON_RESUME))}); start a new run instead")
         config_mod.apply_dict(saved, _unflatten({k: after[k] for k in changed}))
+        config_mod.validate(saved)
         return saved
-    if run_dir.exists() and (cfg_path.exists() or list_checkpoints(run_dir)):
+    if run_dir.exists() and ((run_dir / "config.yaml").exists() or list_checkpoints(run_dir)):
         raise GanforgeError(f"{run_dir} already holds a run; continue it with --resume or pick another --out")
     return config_mod.resolve(model, layers)
 
@@ -407,21 +464,56 @@ def _unflatten(flat: dict) -> dict:
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
           data: ImageData | None = None) -> dict:
     """Train (or continue) the run in `run_dir`; returns where its checkpoint and pictures are."""
+    from .checkpoint import atomic_write_bytes
+
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.train.seed)
     if data is None:
         data = load_data(cfg.data.name, cfg.data.resolution, channels=cfg.data.channels or None)
+    trainer = Trainer(cfg, run_dir, data, progress=progress)  # before touching the disk: a bad config leaves nothing
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir, data, progress=progress)
-    if resume:
-        ckpt = newest_checkpoint(run_dir)
-        if ckpt is not None:
-            trainer.restore(ckpt)
-            if progress:
-                print(f"resuming {run_dir} from step {trainer.step} ({ckpt.name})", file=sys.stderr)
-    _cleanup_temporaries(run_dir)
-    (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg))
-    return trainer.run(cfg.train.steps, cfg.train.minutes)
+    with _RunLock(run_dir):
+        if resume:
+            ckpt = newest_checkpoint(run_dir)
+            if ckpt is not None:
+                trainer.restore(ckpt)
+                if progress:
+                    print(f"resuming {run_dir} from step {trainer.step} ({ckpt.name})", file=sys.stderr)
+            elif list_checkpoints(run_dir):
+                raise GanforgeError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} can be read; refusing to "
+                                    f"start over on top of them (move them away to start afresh)")
+            else:
+                trainer.resumed_from = 0  # killed before its first checkpoint: start over, dropping its logs
+        _cleanup_temporaries(run_dir)
+        atomic_write_bytes(run_dir / "config.yaml", config_mod.to_yaml(cfg).encode())
+        return trainer.run(cfg.train.steps, cfg.train.minutes)
+
+
+class _RunLock:
+    """One process per run directory: two trainers resuming the same run would overwrite each other."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return self
+        self.fd = open(self.path, "w")
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fd.close()
+            self.fd = None
+            raise GanforgeError(f"{self.path.parent} is being trained by another process") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            self.fd.close()
+        return False
 
 
 def _cleanup_temporaries(run_dir: Path) -> None:

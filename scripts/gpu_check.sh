@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared script for a lent CUDA machine (see the device tool). Not part of CI.
+# Expects Fashion-MNIST's IDX files in .gpucheck/data/fashion-mnist (copied there by the caller) and
+# writes its logs and pictures to $OUT.
+set -uo pipefail
+export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1 GANFORGE_DATA=$PWD/.gpucheck/data
+OUT=${OUT:-/tmp/gpucheck}; mkdir -p "$OUT"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
+echo "== 1. fast test suite with CUDA present (train() picks the GPU; CUDA resume test runs)"
+timeout 200 python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/pytest.log"
+echo "== 2. speed on the GPU: ganforge vs the plain loop"
+timeout 100 python3 benchmarks/train_speed.py --device cuda --models dcgan,gan --batch-size 64 --blocks 5 --steps 20
+timeout 100 python3 benchmarks/train_speed.py --device cuda --models dcgan --resolution 64 --batch-size 128 --blocks 5 --steps 20
+echo "== 3. DCGAN on real Fashion-MNIST for 1.5 minutes on the GPU, then sample"
+timeout 150 python3 -m ganforge.cli train dcgan --data fashion-mnist --minutes 1.5 --steps 1000000 --out /tmp/g1 --quiet \
+  --checkpoint-every 2000 --sample-every 1000 && tail -2 /tmp/g1/metrics.jsonl
+cp /tmp/g1/samples/progress.gif "$OUT/gpu-progress.gif" 2>/dev/null
+ls /tmp/g1/samples | tail -1 | xargs -I{} cp /tmp/g1/samples/{} "$OUT/gpu-final.png"

@@ -1,0 +1,96 @@
+"""Inference paths: latents, truncation, interpolation, DCGAN's latent arithmetic, loading errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganforge
+from ganforge import config as C
+from ganforge.registry import GanforgeError
+from ganforge.sampling import interpolation_latents, latent_arithmetic, lerp, slerp
+from ganforge.train.loop import train
+
+from conftest import tiny_layers
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    import os
+
+    from conftest import write_idx
+
+    cache = tmp_path_factory.mktemp("cache")
+    write_idx(cache / "fashion-mnist")
+    old = {k: os.environ.get(k) for k in ("GANFORGE_DATA", "GANFORGE_SYSTEM_DATA", "GANFORGE_NO_DOWNLOAD")}
+    os.environ.update(GANFORGE_DATA=str(cache), GANFORGE_SYSTEM_DATA="", GANFORGE_NO_DOWNLOAD="1")
+    try:
+        run = tmp_path_factory.mktemp("run") / "r"
+        train(C.resolve("dcgan", tiny_layers("dcgan", steps=2)), run, progress=False)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return ganforge.load(run)
+
+
+def test_slerp_keeps_endpoints_and_norm():
+    a, b = torch.randn(1, 64), torch.randn(1, 64)
+    t = torch.linspace(0, 1, 7)
+    path = slerp(a.expand(7, -1), b.expand(7, -1), t)
+    assert torch.allclose(path[0], a[0], atol=1e-5) and torch.allclose(path[-1], b[0], atol=1e-5)
+    # for equal-norm endpoints the path stays on their sphere; a straight line cuts inside it
+    b = b / b.norm() * a.norm()
+    path = slerp(a.expand(7, -1), b.expand(7, -1), t)
+    assert torch.allclose(path.norm(dim=1), a.norm().expand(7), rtol=1e-4)
+    assert lerp(a.expand(7, -1), b.expand(7, -1), t)[3].norm() < a.norm() * 0.99
+
+
+def test_interpolation_walks_through_every_seed(gen):
+    z = interpolation_latents(gen, [3, 5, 9], steps=4)
+    assert z.shape == (7, gen.z_dim)  # 2 segments of 4, sharing the middle point
+    for i, seed in zip((0, 3, 6), (3, 5, 9)):
+        assert torch.allclose(z[i], gen.latents(1, seed=seed)[0], atol=1e-5)
+    with pytest.raises(GanforgeError):
+        interpolation_latents(gen, [1], steps=4)
+
+
+def test_truncation_bounds_latents(gen):
+    z = gen.latents(500, seed=0, truncation=0.5)
+    assert z.abs().max() <= 0.5
+    assert z.std() < gen.latents(500, seed=0).std()
+    with pytest.raises(GanforgeError):
+        gen.latents(4, truncation=0)
+
+
+def test_latent_arithmetic_decodes_the_combined_mean(gen):
+    groups = [gen.latents(3, seed=s) for s in (1, 2, 3)]
+    out = latent_arithmetic(gen, groups, [1, -1, 1])
+    expected = gen.generate((groups[0].mean(0) - groups[1].mean(0) + groups[2].mean(0))[None])
+    assert out.shape == (1, 1, 16, 16)
+    assert torch.equal(out, expected)
+    assert not torch.equal(out, gen.generate(groups[0].mean(0)[None]))
+
+
+def test_generate_checks_latent_shape(gen):
+    with pytest.raises(GanforgeError, match="latents must have shape"):
+        gen.generate(torch.randn(2, gen.z_dim + 1))
+    with pytest.raises(GanforgeError):
+        gen.sample(0)
+
+
+def test_load_rejects_what_is_not_a_model(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(GanforgeError, match="not a readable safetensors"):
+        ganforge.load(bad)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(GanforgeError, match="not a ganforge"):
+        ganforge.load(other)
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(GanforgeError, match="no complete checkpoint"):
+        ganforge.load(tmp_path / "empty-run")

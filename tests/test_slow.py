@@ -1,0 +1,53 @@
+"""Real-data checks (minutes each): `make test-slow`. They use the machine's Fashion-MNIST."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganforge
+from ganforge import config as C
+from ganforge.data import load_data
+from ganforge.train.loop import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_real_fashion_mnist_loads_whole_and_balanced():
+    train_set, test_set = load_data("fashion-mnist", 32, "train"), load_data("fashion-mnist", 32, "test")
+    assert train_set.images.shape == (60000, 1, 32, 32) and test_set.images.shape == (10000, 1, 32, 32)
+    assert torch.bincount(train_set.labels).tolist() == [6000] * 10
+    assert train_set.images[:, :, :2].max() == 0  # the 28 -> 32 padding is background
+
+
+def test_domain_classifier_accuracy_on_the_test_split():
+    from ganforge.metrics.classifier import load_classifier
+
+    net = load_classifier("fashion-mnist")
+    test_set = load_data("fashion-mnist", 32, "test")
+    with torch.no_grad():
+        pred = torch.cat([net(test_set.batch(torch.arange(i, min(i + 1000, 10000)))).argmax(1)
+                          for i in range(0, 10000, 1000)])
+    assert (pred == test_set.labels).float().mean() >= 0.90
+
+
+@pytest.mark.parametrize("model,steps", [("dcgan", 1200), ("gan", 2500)])
+def test_training_on_real_data_gives_clothes_of_every_class(model, steps, tmp_path):
+    from ganforge.metrics.domain import class_histogram, classify, frechet_distance
+
+    cfg = C.resolve(model, [{"data": {"name": "fashion-mnist"}, "train": {"steps": steps, "sample_every": 0}}])
+    train(cfg, tmp_path / "run", progress=False)
+    G = ganforge.load(tmp_path / "run")
+    fake = G.sample(2000, seed=0)  # gan: 28x28, padded to 32 by the classifier like the data
+    test_set = load_data("fashion-mnist", 32, "test")
+    real_feats, _ = classify(test_set.batch(torch.arange(2000)), "fashion-mnist")
+    feats, logits = classify(fake, "fashion-mnist")
+    hist = class_histogram(logits)
+    assert hist["classes_covered"] >= 8, hist          # no mode collapse
+    assert hist["largest_class_share"] < 0.35, hist
+    # far closer to the data than an untrained generator of the same family
+    untrained = C.resolve(model, [{"data": {"name": "fashion-mnist"}, "train": {"steps": 1}}])
+    train(untrained, tmp_path / "untrained", progress=False)
+    noise = ganforge.load(tmp_path / "untrained").sample(2000, seed=0)
+    fid_trained = frechet_distance(real_feats, feats)
+    fid_untrained = frechet_distance(real_feats, classify(noise, "fashion-mnist")[0])
+    assert fid_trained < 0.25 * fid_untrained, (fid_trained, fid_untrained)
