@@ -1,10 +1,12 @@
-"""Quality at a budget: ganforge's DCGAN against the plain loop (benchmarks/plain_loop.py) after the same
-wall time on real Fashion-MNIST, measured in the domain classifier's feature space.
+"""Quality at a budget on real Fashion-MNIST: ganforge's models against the plain loop (benchmarks/plain_loop.py)
+after the same wall time, measured with ganforge's own evaluation (torch-fidelity on the domain classifier's
+features; FID, KID, precision/recall; 10k samples against the 10k test images) plus the samples' class histogram.
 
-    python benchmarks/quality.py --which ganforge,plain,floor --minutes 10
-    python benchmarks/quality.py --which ganforge --steps 2000 --set train.precision=fp32 --tag fp32-2000
+    python benchmarks/quality.py --which floor,dcgan,gan,plain --minutes 10
+    python benchmarks/quality.py --which dcgan --steps 2000 --set train.precision=fp32 --tag fp32-2000
+    python benchmarks/quality.py --measure runs/quality-dcgan-... --tag dcgan      # re-measure a finished run
 
-Each measured entry is merged into docs/results/quality.json under its tag; benchmarks/report.py renders
+Each entry is merged into docs/results/quality.json under its tag; benchmarks/report.py renders
 docs/benchmarks.md from it. Sample grids go to docs/images/.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +24,8 @@ import torch
 import ganforge
 from ganforge import config as C
 from ganforge.data import load_data
-from ganforge.metrics.domain import class_histogram, classify, frechet_distance
+from ganforge.metrics.domain import class_histogram, classify
+from ganforge.metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 from ganforge.train.loop import train
 from ganforge.viz import save_grid
 
@@ -31,67 +35,81 @@ from plain_loop import PlainLoop  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results" / "quality.json"
 IMAGES = ROOT / "docs" / "images"
+DATASET = "fashion-mnist"
 
 
-def measure(fake: torch.Tensor, real_feats: torch.Tensor, dataset: str) -> dict:
-    feats, logits = classify(fake, dataset)
-    return {"fid_domain": round(frechet_distance(real_feats, feats), 3), **class_histogram(logits)}
+def measure(fake: torch.Tensor, reference: ImageSet, what: str) -> dict:
+    """fake: [N, 1, H, W] in [-1, 1]."""
+    res = evaluate(ImageSet(to_uint8(fake, what), what, DATASET), reference, ("fid", "kid", "pr"))
+    _, logits = classify(fake, DATASET)
+    return {"fid": round(res["fid"], 4), "kid": round(res["kid"]["mean"], 5), "kid_std": round(res["kid"]["std"], 5),
+            "precision": round(res["precision"], 4), "recall": round(res["recall"], 4), **class_histogram(logits),
+            "extractor": res["extractor"], "reference": res["reference"], "n_fake": res["n_fake"],
+            "n_real": res["n_real"]}
+
+
+def train_ganforge(model: str, args) -> tuple[Path, int]:
+    layers = [{"data": {"name": DATASET}, "train": {"steps": args.steps, "minutes": 0 if args.steps else args.minutes}},
+              C.parse_set(args.set)]
+    cfg = C.resolve(model, layers)
+    run = args.runs / f"quality-{model}-{args.tag or 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(cfg, run, progress=False)
+    return run, result["step"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--which", default="ganforge,plain,floor")
+    ap.add_argument("--which", default="floor,dcgan,gan,plain")
+    ap.add_argument("--measure", type=Path, help="measure this finished run instead of training")
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--steps", type=int, default=0, help="a step budget instead of wall time (ganforge only)")
-    ap.add_argument("--n", type=int, default=10000, help="samples per FID (against as many test images)")
-    ap.add_argument("--set", action="append", default=[], help="config overrides for the ganforge run")
+    ap.add_argument("--steps", type=int, default=0, help="a step budget instead of wall time (ganforge models)")
+    ap.add_argument("--n", type=int, default=10000, help="samples per set (and test images)")
+    ap.add_argument("--set", action="append", default=[], help="config overrides for the ganforge runs")
     ap.add_argument("--tag", default="")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
     args = ap.parse_args()
-    dataset = "fashion-mnist"
-    test = load_data(dataset, 32, "test")
-    real_feats, _ = classify(test.batch(torch.arange(min(args.n, len(test)))), dataset)
+    reference = load_image_set(DATASET, n=args.n, split="test")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
-    for which in args.which.split(","):
+    todo = ["measure"] if args.measure else args.which.split(",")
+    for which in todo:
         t0 = time.time()
         if which == "floor":
-            tr = load_data(dataset, 32, "train")
+            tr = load_data(DATASET, 32, "train")
             idx = torch.randperm(len(tr), generator=torch.Generator().manual_seed(0))[: args.n]
-            entry = {"what": "real train vs real test (the floor)", **measure(tr.batch(idx), real_feats, dataset)}
-        elif which == "ganforge":
-            layers = [{"data": {"name": dataset}, "train": {"steps": args.steps,
-                                                            "minutes": 0 if args.steps else args.minutes}},
-                      C.parse_set(args.set)]
-            cfg = C.resolve("dcgan", layers)
-            run = args.runs / f"quality-{args.tag or 'ganforge'}-{time.strftime('%Y%m%d-%H%M%S')}"
-            result = train(cfg, run, progress=False)
-            G = ganforge.load(run)
-            fake = G.sample(args.n, seed=0)
-            save_grid(fake[:64], IMAGES / f"dcgan-fashion-{args.tag or 'ganforge'}.png", nrow=8)
-            entry = {"what": f"ganforge dcgan, {budget}" + (f" ({' '.join(args.set)})" if args.set else ""),
-                     "steps": result["step"], "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
-                     **measure(fake, real_feats, dataset)}
-            if not args.steps and not args.set:
-                import shutil
-
-                shutil.copy(run / "samples" / "progress.gif", IMAGES / "dcgan-fashion-progress.gif")
+            entry = {"what": "real train vs real test (the floor)", **measure(tr.batch(idx), reference, "train")}
+        elif which in ("dcgan", "gan", "measure"):
+            if which == "measure":
+                run, steps = args.measure, ganforge.load(args.measure).step
+                model = ganforge.load(run).cfg.model
+            else:
+                run, steps = train_ganforge(which, args)
+                model = which
+            fake = ganforge.load(run).sample(args.n, seed=0)
+            tag = args.tag or model
+            save_grid(fake[:64], IMAGES / (f"{model}-fashion.png" if tag == model else f"{model}-fashion-{tag}.png"),
+                      nrow=8)
+            entry = {"what": f"ganforge {model}, {budget}" + (f" ({' '.join(args.set)})" if args.set else ""),
+                     "steps": steps, "run": str(run), **measure(fake, reference, "samples")}
+            if (run / "samples" / "progress.gif").exists() and tag == model:
+                shutil.copy(run / "samples" / "progress.gif", IMAGES / f"{model}-fashion-progress.gif")
+            which = tag
         elif which == "plain":
-            tr = load_data(dataset, 32, "train")
+            tr = load_data(DATASET, 32, "train")
             loop = PlainLoop("dcgan", 32, 1, 64)
             steps = loop.train_for(tr.images, args.minutes)
+            out = args.runs / f"quality-plain-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"G": loop.G.state_dict(), "steps": steps}, out)
             fake = loop.sample(args.n, seed=0)
             save_grid(fake[:64], IMAGES / "plain-dcgan-fashion.png", nrow=8)
-            entry = {"what": f"plain PyTorch loop (benchmarks/plain_loop.py), {budget}", "steps": steps,
-                     **measure(fake, real_feats, dataset)}
+            entry = {"what": f"plain PyTorch DCGAN loop (benchmarks/plain_loop.py), {budget}", "steps": steps,
+                     "run": str(out), **measure(fake, reference, "plain samples")}
         else:
             raise SystemExit(f"unknown --which {which}")
-        entry.update(seconds=round(time.time() - t0), n=args.n, extractor="fashion-mnist-classifier (128-d)",
-                     reference=f"fashion-mnist test, {min(args.n, len(test))} images", torch=torch.__version__,
-                     date=time.strftime("%Y-%m-%d"))
-        key = which + (f"-{args.tag}" if args.tag and which == "ganforge" else "")
-        results[key] = entry
-        print(json.dumps({key: entry}), flush=True)
+        entry.update(seconds=round(time.time() - t0), torch=torch.__version__, date=time.strftime("%Y-%m-%d"))
+        results[which] = entry
+        print(json.dumps({which: entry}), flush=True)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 

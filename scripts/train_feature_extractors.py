@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ganforge.data import load_data
-from ganforge.metrics.classifier import WEIGHTS, DomainClassifier
+from ganforge.metrics.classifier import DomainClassifier, weights_path
 
 
 def evaluate(net, data) -> float:
@@ -30,14 +30,14 @@ def evaluate(net, data) -> float:
     return correct / len(data)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_flush_denormal(True)  # denormals slow CPU training ~10x
     train, test = load_data(args.dataset, 32, "train"), load_data(args.dataset, 32, "test")
@@ -63,7 +63,7 @@ def main() -> None:
             sched.step()
         acc = evaluate(net, test)
         print(f"epoch {epoch + 1}/{args.epochs}: test accuracy {acc:.4f} ({time.time() - t0:.0f} s)", flush=True)
-    out = args.out or WEIGHTS / f"{args.dataset}-classifier.safetensors"
+    out = args.out or weights_path(args.dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out),
               metadata={"dataset": args.dataset, "test_accuracy": f"{acc:.4f}", "epochs": str(args.epochs),

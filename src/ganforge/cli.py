@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     t.add_argument("--checkpoint-every", type=_positive_int)
     t.add_argument("--sample-every", type=int)
+    t.add_argument("--eval-every", type=int, help="FID/KID every N steps (keeps checkpoints/best.safetensors)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -93,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--steps", type=_positive_int, default=8, help="images per segment")
     i.add_argument("--method", choices=("slerp", "lerp"), default="slerp")
     i.add_argument("--force", action="store_true")
+
+    v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON)")
+    v.add_argument("run", metavar="RUN_OR_CKPT", nargs="?", help="a model to sample (or give --fake)")
+    v.add_argument("--data", help="reference: dataset name or folder (default: the run's training data)")
+    v.add_argument("--real", help="reference set without a model: dataset name, folder or .npz")
+    v.add_argument("--fake", help="images to judge without a model: folder or .npz")
+    v.add_argument("--split", default="test", choices=("train", "test"), help="split of a named reference dataset")
+    v.add_argument("--n", type=_positive_int, default=10000, help="samples per set")
+    v.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid,kid,is,pr")
+    v.add_argument("--extractor", help="inception-v3-compat, fashion-mnist-classifier, mnist-classifier "
+                                       "(default: the domain classifier where the data has one)")
+    v.add_argument("--kid-subset-size", type=_positive_int, default=1000)
+    v.add_argument("--inception-weights", help="path to torch-fidelity's Inception weights file")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--device", default="cpu")
 
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
@@ -137,6 +153,7 @@ def _train_layers(args) -> list[dict]:
         flags["data"]["resolution"] = args.resolution
     for key, attr in [("steps", "steps"), ("minutes", "minutes"), ("batch_size", "batch_size"), ("seed", "seed"),
                       ("checkpoint_every", "checkpoint_every"), ("sample_every", "sample_every"),
+                      ("eval_every", "eval_every"),
                       ("device", "device")]:
         if getattr(args, attr) is not None:
             flags["train"][key] = getattr(args, attr)
@@ -233,6 +250,34 @@ def cmd_interpolate(args) -> None:
     print(f"interpolation of seeds {','.join(map(str, args.seeds))} -> {out}")
 
 
+def cmd_eval(args) -> None:
+    from .metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if args.run and args.fake:
+        raise GanforgeError("give a model (RUN_OR_CKPT) or --fake, not both")
+    if args.run:
+        from .sampling import load
+
+        gen = load(args.run, device=args.device)
+        fake = ImageSet(to_uint8(gen.sample(args.n, seed=args.seed), "samples"),
+                        f"{gen.cfg.model} samples ({gen.source})", gen.cfg.data.name)
+        ref = args.real or args.data or gen.cfg.data.name
+        resolution = gen.resolution
+    elif args.fake:
+        if not (args.real or args.data):
+            raise GanforgeError("--fake needs a reference: --real NAME_OR_PATH")
+        fake = load_image_set(args.fake, n=args.n, seed=args.seed)
+        ref = args.real or args.data
+        resolution = fake.images.shape[-1]
+    else:
+        raise GanforgeError("nothing to evaluate: give RUN_OR_CKPT, or --fake PATH with --real NAME_OR_PATH")
+    real = load_image_set(ref, n=args.n, split=args.split, resolution=resolution, seed=args.seed)
+    result = evaluate(fake, real, metrics, args.extractor, args.kid_subset_size, args.inception_weights,
+                      args.device)
+    print(json.dumps(result, indent=1))
+
+
 def cmd_export(args) -> None:
     from .sampling import export
 
@@ -240,7 +285,7 @@ def cmd_export(args) -> None:
 
 
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
-         "interpolate": cmd_interpolate, "export": cmd_export}
+         "interpolate": cmd_interpolate, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

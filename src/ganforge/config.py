@@ -52,6 +52,11 @@ class TrainConfig:
     sample_every: int = 250      # fixed-latent grid for samples/ and progress.gif (0 = only at the end)
     log_every: int = 50          # metrics.jsonl, TensorBoard and the progress bar's losses
     sample_grid: int = 64        # images per progress grid
+    eval_every: int = 0          # FID/KID every N steps into metrics.jsonl and TensorBoard, keeping a `best`
+                                 # checkpoint by FID (0 = off)
+    eval_n: int = 2000           # samples (and reference images) per in-training evaluation
+    eval_metrics: str = "fid,kid"
+    eval_extractor: str = ""     # "" = the domain classifier where the data has one, else inception-v3-compat
 
 
 @dataclass
@@ -229,6 +234,8 @@ def validate(cfg: RunConfig) -> None:
     pick_device(t.device)
     if not 0 <= t.seed < 2**63:
         raise GanforgeError(f"train.seed must be in [0, 2**63), got {t.seed}")
+    if t.eval_every < 0 or t.eval_n < 2:
+        raise GanforgeError(f"train.eval_every must be >= 0 and train.eval_n >= 2, got {t.eval_every}, {t.eval_n}")
     if t.loss not in LOSSES:
         raise GanforgeError(f"unknown loss {t.loss!r}; known: {', '.join(LOSSES)}")
     if t.optimizer not in ("adam", "sgd"):

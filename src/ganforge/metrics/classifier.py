@@ -46,12 +46,21 @@ class DomainClassifier(nn.Module):
         return self.head(self.embed(x))
 
 
+def weights_path(dataset: str) -> Path:
+    """Shipped weights, unless $GANFORGE_CLASSIFIER_DIR points at a folder of your own (e.g. MNIST's, trained
+    on a machine that has MNIST)."""
+    import os
+
+    folder = Path(os.environ.get("GANFORGE_CLASSIFIER_DIR") or WEIGHTS)
+    return folder / f"{dataset}-classifier.safetensors"
+
+
 def load_classifier(dataset: str) -> DomainClassifier:
     from safetensors.torch import load_file
 
     from ..registry import GanforgeError
 
-    path = WEIGHTS / f"{dataset}-classifier.safetensors"
+    path = weights_path(dataset)
     if not path.is_file():
         raise GanforgeError(f"no domain classifier for {dataset!r} at {path}; train it with "
                             f"scripts/train_feature_extractors.py --dataset {dataset}")

@@ -33,7 +33,10 @@ class Unconditional:
             ctx["fake"] = fake = self.G(ctx["z"])  # [N, C, H, W], graph kept for phase G
             real_logits = self.D(ctx["real"]).float()
             fake_logits = self.D(fake.detach()).float()
-            ctx["stats"] = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
+            with torch.no_grad():  # D's accuracy at telling real (logit > 0) from fake: the health monitor's input
+                acc = ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2
+            ctx["stats"] = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean(),
+                            "D/acc": acc}
             return {"loss/D": self.d_loss(real_logits, fake_logits)}
         if phase == "G":
             return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}

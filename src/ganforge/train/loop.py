@@ -28,6 +28,7 @@ from ..viz import build_progress_gif, save_grid
 from .checkpoint import (checkpoint_name, list_checkpoints, load_training_state, newest_checkpoint,
                          save_checkpoint)
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
+from .health import HealthMonitor
 from .logging import MetricsLog
 
 
@@ -223,6 +224,9 @@ class Trainer:
         self.bn_recalibrate = s.G_ema is not None and has_batchnorm(s.G)
         self.step = 0
         self.progress = progress
+        self.health = HealthMonitor(cfg.train.log_every)
+        self.best_fid = math.inf
+        self._eval_reference = None
         self.grid_z = fixed_latents(cfg, self.z_dim, cfg.train.sample_grid, s.device)
 
     # -- state
@@ -241,13 +245,29 @@ class Trainer:
     def save(self) -> Path:
         self._prepare_sampler()
         meta = {"config": self.cfg.to_dict(), "data": self.batches.state(), "nimg": self.nimg,
-                "data_channels": self.data.channels, "time": time.time()}
+                "data_channels": self.data.channels, "time": time.time(),
+                "best_fid": self.best_fid if math.isfinite(self.best_fid) else None}
         return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
                                self.cfg.train.keep_checkpoints)
+
+    def _saved_this_step(self) -> bool:
+        ckpts = list_checkpoints(self.run_dir)
+        return bool(ckpts) and ckpts[-1].name == checkpoint_name(self.step)
+
+    def save_best(self) -> Path:
+        """checkpoints/best.safetensors: a copy of this step's checkpoint, written atomically."""
+        from .checkpoint import atomic_write_bytes
+
+        ckpts = list_checkpoints(self.run_dir)
+        ckpt = ckpts[-1] if ckpts and ckpts[-1].name == checkpoint_name(self.step) else self.save()
+        best = self.run_dir / "checkpoints" / "best.safetensors"
+        atomic_write_bytes(best, ckpt.read_bytes())
+        return best
 
     def restore(self, path: Path) -> None:
         header, rng = load_training_state(path, self._nets(), self.s.opt, self.s.device)
         self.step = self.resumed_from = header["step"]
+        self.best_fid = header.get("best_fid") or math.inf
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
         self.z_gen.set_state(rng["z"])
@@ -264,16 +284,63 @@ class Trainer:
             recalibrate_batchnorm(self.s.G_ema, self.z_dim, self.s.device)
 
     @torch.no_grad()
-    def write_samples(self) -> Path:
+    def _generate(self, z: torch.Tensor) -> torch.Tensor:
+        """The sampling generator (G_ema with its own BN statistics, or G) in eval mode; fp32, on the CPU."""
         self._prepare_sampler()
         G = self.s.sampler
         was = G.training
         G.eval()
-        images = torch.cat([G(z) for z in self.grid_z.split(64)]).float()
+        with torch.no_grad():
+            images = torch.cat([G(c.to(self.s.device)).float().cpu() for c in z.split(256)])
         G.train(was)
-        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
-        save_grid(images, path)
-        return path
+        return images
+
+    def write_samples(self) -> torch.Tensor:
+        images = self._generate(self.grid_z)
+        save_grid(images, self.run_dir / "samples" / f"step_{self.step:08d}.png")
+        return images
+
+    # -- evaluation and health
+    def _real_for_health(self, n: int) -> torch.Tensor:
+        idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(12345))[:n]
+        return self.data.batch(idx)
+
+    def evaluate(self) -> dict:
+        """FID/KID of the sampling generator against the data (the test split of a named dataset); the class
+        histogram where a domain classifier exists. Uses its own RNGs: the run's course does not change."""
+        from ..metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
+        from ..metrics.extractors import DOMAIN, default_extractor
+
+        t = self.cfg.train
+        if self._eval_reference is None:
+            name = self.cfg.data.name
+            try:
+                self._eval_reference = load_image_set(name, n=t.eval_n, split="test", resolution=self.data.resolution)
+            except GanforgeError:  # a folder (or no test split): the training images themselves
+                imgs = self.data.images[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))
+                                        [: t.eval_n]]
+                self._eval_reference = ImageSet(imgs, f"{self.data.name} (training images)")
+        z = torch.randn(t.eval_n, self.z_dim, generator=torch.Generator().manual_seed(t.seed + 4242))
+        with torch.random.fork_rng(devices=[]):
+            fake_f = self._generate(z)
+            fake = ImageSet(to_uint8(fake_f, "samples"), "samples", self.cfg.data.name)
+            metrics = tuple(m for m in t.eval_metrics.split(",") if m)
+            res = evaluate(fake, self._eval_reference, metrics, t.eval_extractor or None,
+                           kid_subset_size=min(1000, t.eval_n), device=str(self.s.device))
+            values = {f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}
+            if isinstance(res.get("kid"), dict):
+                values["eval/kid"] = res["kid"]["mean"]
+            warnings = []
+            extractor = res["extractor"]
+            if extractor in DOMAIN or default_extractor(self.cfg.data.name) in DOMAIN:
+                from ..metrics.domain import class_histogram, classify
+
+                _, logits = classify(fake_f, DOMAIN.get(extractor) or self.cfg.data.name)
+                hist = class_histogram(logits)
+                values.update({"health/classes_covered": hist["classes_covered"],
+                               "health/class_entropy": hist["entropy"]})
+                warnings = self.health.observe_classes(hist)
+        return {"values": values, "warnings": warnings, "extractor": extractor}
 
     # -- the loop
     def run(self, steps: int, minutes: float = 0.0) -> dict:
@@ -327,6 +394,18 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix({k.split("/")[-1] if k.startswith("loss") else k: v
                                  for k, v in values.items() if k != "nimg"}, refresh=False)
+            warn(self.health.observe_log(self.step, values))
+
+        def warn(messages: list[str]) -> None:
+            for m in messages:
+                log.log(self.step, {"warning": m})
+                text = f"warning at step {self.step}: {m}"
+                if bar is not None:
+                    bar.write(text, file=sys.stderr)
+                elif self.progress:
+                    print(text, file=sys.stderr)
+
+        real_health = self._real_for_health(min(len(self.data), t.sample_grid))
 
         s.G.train()
         s.D.train()
@@ -355,8 +434,21 @@ class Trainer:
                     log_interval(now)
                     sums, count, t_log, steps_at_log = {}, 0, now, self.step
                 if t.sample_every and self.step % t.sample_every == 0:
-                    self.write_samples()
-                if self.step % t.checkpoint_every == 0:
+                    values, msgs = self.health.observe_samples(self.write_samples(), real_health)
+                    log.log(self.step, values)
+                    warn(msgs)
+                if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
+                    ev = self.evaluate()
+                    log.log(self.step, ev["values"])
+                    warn(ev["warnings"])
+                    fid = ev["values"].get("eval/fid")
+                    if fid is not None and fid < self.best_fid:
+                        self.best_fid = fid
+                        self.save_best()
+                    if bar is not None and fid is not None:
+                        bar.write(f"step {self.step}: FID {fid:.4g} ({ev['extractor']}), best {self.best_fid:.4g}",
+                                  file=sys.stderr)
+                if self.step % t.checkpoint_every == 0 and not self._saved_this_step():
                     self.save()
             if count:  # the last partial interval
                 log_interval(time.perf_counter())
@@ -367,8 +459,7 @@ class Trainer:
                 signal.signal(sig, handler)
             log.close()
         # Every run ends with a checkpoint and a grid, whatever ended it (steps, minutes, Ctrl-C, SIGTERM).
-        ckpts = list_checkpoints(self.run_dir)
-        if not ckpts or ckpts[-1].name != checkpoint_name(self.step):
+        if not self._saved_this_step():
             self.save()
         grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         if not grid.exists():

@@ -1,0 +1,86 @@
+"""Training health: warnings for a D that wins completely, losses that stop moving, and mode collapse."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ganforge import config as C
+from ganforge.train.health import HealthMonitor
+from ganforge.train.loop import train
+
+from conftest import tiny_layers
+
+
+def test_d_winning_for_a_long_stretch_warns_once_and_clears():
+    h = HealthMonitor(log_every=50)
+    out = []
+    for step in range(50, 2001, 50):
+        out += h.observe_log(step, {"D/acc": 1.0, "loss/D": 0.01 * step, "loss/G": 5.0 + step / 1000})
+    assert len(out) == 1 and "D wins completely" in out[0] and "lr_d" in out[0]
+    assert h.observe_log(2050, {"D/acc": 0.7}) == []
+    again = []
+    for step in range(2100, 3001, 50):
+        again += h.observe_log(step, {"D/acc": 0.999})
+    assert len(again) == 1  # raised again after it had cleared
+
+
+def test_healthy_d_and_moving_losses_raise_nothing():
+    h = HealthMonitor(log_every=50)
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for step in range(50, 3001, 50):
+        out += h.observe_log(step, {"D/acc": 0.75, "loss/D": 0.6 + 0.1 * float(torch.rand(1, generator=g)),
+                                    "loss/G": 2.0 + 0.3 * float(torch.rand(1, generator=g))})
+    assert out == []
+
+
+def test_losses_that_stop_moving_warn():
+    h = HealthMonitor(log_every=10)
+    out = []
+    for step in range(10, 201, 10):
+        out += h.observe_log(step, {"loss/D": 1.3862944, "loss/G": 0.6931472})
+    assert len(out) == 1 and "stopped moving" in out[0]
+
+
+def test_collapsed_samples_warn_and_varied_ones_do_not():
+    h = HealthMonitor(log_every=10)
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(64, 1, 16, 16, generator=g) * 2 - 1
+    varied = torch.rand(64, 1, 16, 16, generator=g) * 2 - 1
+    values, msgs = h.observe_samples(varied, real)
+    assert msgs == [] and 0.8 < values["health/diversity_ratio"] < 1.2
+    same = real[:1].expand(64, -1, -1, -1) + 0.01 * torch.randn(64, 1, 16, 16, generator=g)
+    values, msgs = h.observe_samples(same, real)
+    assert len(msgs) == 1 and "mode collapse" in msgs[0] and values["health/diversity_ratio"] < 0.1
+
+
+def test_class_coverage_warns_on_few_classes():
+    h = HealthMonitor(log_every=10)
+    assert h.observe_classes({"classes_covered": 10, "largest_class_share": 0.12, "entropy": 2.29,
+                              "max_entropy": 2.303}) == []
+    msgs = h.observe_classes({"classes_covered": 2, "largest_class_share": 0.8, "entropy": 0.5, "max_entropy": 2.303})
+    assert len(msgs) == 1 and "2 of 10 classes" in msgs[0]
+
+
+def test_training_logs_health_eval_and_keeps_the_best_checkpoint(fake_fashion, tmp_path):
+    from conftest import write_idx
+
+    write_idx(fake_fashion, n=64, split="test", seed=1)  # a test split to evaluate against
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=6, eval_every=3, eval_n=40, checkpoint_every=100,
+                                         eval_metrics="fid,kid"))
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    assert all(r["eval/fid"] >= 0 and "eval/kid" in r and "health/classes_covered" in r for r in evals)
+    assert any("health/diversity_ratio" in r for r in rows)
+    assert any("D/acc" in r for r in rows)
+    best = run / "checkpoints" / "best.safetensors"
+    assert best.exists()
+    from ganforge.train.checkpoint import read_header
+
+    header = read_header(best)
+    assert header["best_fid"] == min(r["eval/fid"] for r in evals)
+    assert header["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
