@@ -39,8 +39,11 @@ def quality_section() -> list[str]:
     data = json.loads(path.read_text())
     first = next(iter(data.values()))
     lines = [
-        "Command: `python benchmarks/quality.py --which floor,dcgan,gan,plain --minutes 10` (`make bench-quality`); "
-        "each training run had the machine to itself.",
+        "Commands: `make bench-quality` (`python benchmarks/quality.py --which floor,dcgan,gan,plain --minutes 10`) "
+        "for the 10-minute rows; each training run had the machine to itself. The 2000-step rows compare bf16 "
+        "with fp32 at an equal step count (`python benchmarks/quality.py --which dcgan --steps 2000 "
+        "[--set train.precision=fp32] --tag NAME`); a finished run is measured again with "
+        "`python benchmarks/quality.py --measure RUN --tag NAME`.",
         "",
         f"Measured by `ganforge`'s evaluation: torch-fidelity on the `{first['extractor']}` features (128-d "
         f"penultimate layer of the shipped domain classifier), {first['n_fake']} samples against "
@@ -50,7 +53,8 @@ def quality_section() -> list[str]:
         "| run | steps | FID | KID (x1e3) | precision | recall | classes covered | class entropy |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for key, e in data.items():
+    order = ["floor", "dcgan", "plain", "gan"]
+    for key, e in sorted(data.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         lines.append(f"| {e['what']} | {e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
                      f"{1000 * e['kid_std']:.2f} | {e['precision']:.3f} | {e['recall']:.3f} | {e['classes_covered']} | "
                      f"{e['entropy']:.3f} |")

@@ -84,3 +84,21 @@ def test_training_logs_health_eval_and_keeps_the_best_checkpoint(fake_fashion, t
     header = read_header(best)
     assert header["best_fid"] == min(r["eval/fid"] for r in evals)
     assert header["step"] == min(evals, key=lambda r: r["eval/fid"])["step"]
+
+
+def test_eval_every_without_an_extractor_fails_before_training(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import pytest
+
+    from ganforge.registry import GanforgeError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (20, 20), (i * 20, 100, 200)).save(folder / f"{i}.png")
+    cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=4, eval_every=2, batch_size=4) + [{"data": {"name": str(folder)}}])
+    with pytest.raises(GanforgeError, match="inception"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # nothing half-made was left behind

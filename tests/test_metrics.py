@@ -197,3 +197,9 @@ def test_classifier_training_script_runs_on_generated_mnist(isolated_data, tmp_p
     monkeypatch.setenv("GANFORGE_CLASSIFIER_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(GanforgeError, match="train_feature_extractors.py"):
         evaluate(ImageSet(blobs(20, 0), "a"), ImageSet(blobs(20, 1), "b"), ("fid",), extractor="mnist-classifier")
+
+
+def test_inception_score_on_the_domain_classifier():
+    varied = ImageSet(blobs(200, 0), "blobs", "fashion-mnist")
+    res = evaluate(varied, varied, ("is",))
+    assert res["is"]["mean"] >= 1.0 and res["is"]["std"] >= 0 and res["n_real"] == 0

@@ -438,7 +438,10 @@ class Trainer:
                     log.log(self.step, values)
                     warn(msgs)
                 if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
-                    ev = self.evaluate()
+                    try:
+                        ev = self.evaluate()
+                    except GanforgeError as e:  # never lose a run to its evaluation: warn and go on
+                        ev = {"values": {}, "warnings": [f"evaluation failed, skipped: {e}"], "extractor": None}
                     log.log(self.step, ev["values"])
                     warn(ev["warnings"])
                     fid = ev["values"].get("eval/fid")
@@ -562,6 +565,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     if data is None:
         data = load_data(cfg.data.name, cfg.data.resolution, channels=cfg.data.channels or None)
     trainer = Trainer(cfg, run_dir, data, progress=progress)  # before touching the disk: a bad config leaves nothing
+    if cfg.train.eval_every:
+        _check_evaluation(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir):
         if resume:
@@ -578,6 +583,20 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         _cleanup_temporaries(run_dir)
         atomic_write_bytes(run_dir / "config.yaml", config_mod.to_yaml(cfg).encode())
         return trainer.run(cfg.train.steps, cfg.train.minutes)
+
+
+def _check_evaluation(cfg: RunConfig) -> None:
+    """--eval-every: fail now, not an hour into training, when the feature extractor cannot be had."""
+    from ..metrics.classifier import load_classifier
+    from ..metrics.extractors import DOMAIN, EXTRACTORS, INCEPTION, default_extractor, inception_weights
+
+    name = cfg.train.eval_extractor or default_extractor(cfg.data.name)
+    if name not in EXTRACTORS:
+        raise GanforgeError(f"unknown train.eval_extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
+    if name == INCEPTION:
+        inception_weights()
+    else:
+        load_classifier(DOMAIN[name])
 
 
 class _RunLock:
