@@ -203,3 +203,13 @@ def test_inception_score_on_the_domain_classifier():
     varied = ImageSet(blobs(200, 0), "blobs", "fashion-mnist")
     res = evaluate(varied, varied, ("is",))
     assert res["is"]["mean"] >= 1.0 and res["is"]["std"] >= 0 and res["n_real"] == 0
+
+
+def test_reference_statistics_are_cached_per_dataset_split_and_extractor(fake_fashion, isolated_data):
+    real = load_image_set("fashion-mnist", split="train")
+    assert real.cache_key == "fashion-mnist-train"
+    first = evaluate(ImageSet(blobs(96, 7), "b", "fashion-mnist"), real, ("fid",))
+    cached = [p.name for p in (isolated_data / "fidelity").rglob("*") if p.is_file()]
+    assert any("ganforge-fashion-mnist-train-fashion-mnist-classifier" in name for name in cached), cached
+    again = evaluate(ImageSet(blobs(96, 7), "b", "fashion-mnist"), real, ("fid",))
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-9)
