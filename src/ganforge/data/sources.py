@@ -218,6 +218,11 @@ def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> float in [-1, 1], the range every model here is fed."""
+    return images.float().mul_(2 / 255).sub_(1)
+
+
 @dataclass
 class ImageData:
     """A dataset in memory: uint8 images [N, C, R, R] (labels where the source has them)."""
@@ -241,7 +246,7 @@ class ImageData:
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
         """uint8 rows -> float [N, C, R, R] in [-1, 1]."""
-        return self.images[index].float().mul_(2 / 255).sub_(1)
+        return to_unit_range(self.images[index])
 
 
 def _grey_as(images: torch.Tensor, channels: int | None) -> torch.Tensor:

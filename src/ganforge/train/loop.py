@@ -22,6 +22,7 @@ import torch
 from .. import config as config_mod
 from ..config import RunConfig
 from ..data import ImageData, load_data
+from ..data.sources import to_unit_range
 from ..recipes import RECIPES
 from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
@@ -192,7 +193,7 @@ class Batches:
             self._perm = self._permutation()
         idx = self._perm[self.offset: self.offset + self.batch_size]
         self.offset += self.batch_size
-        x = self.images[idx.to(self.images.device)].float().mul_(2 / 255).sub_(1)  # [N, C, R, R] in [-1, 1]
+        x = to_unit_range(self.images[idx.to(self.images.device)])  # [N, C, R, R] in [-1, 1]
         return x.to(self.device).contiguous(memory_format=self.memory_format)
 
     def state(self) -> dict:
