@@ -102,3 +102,21 @@ def test_eval_every_without_an_extractor_fails_before_training(tmp_path, monkeyp
     with pytest.raises(GanforgeError, match="inception"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # nothing half-made was left behind
+
+
+def test_evaluating_during_training_does_not_change_the_run(fake_fashion, tmp_path):
+    # gan's D uses dropout (the global RNG): any RNG the evaluation touched would show in the weights
+    from conftest import write_idx
+    from safetensors.torch import load_file
+
+    from ganforge.train.checkpoint import list_checkpoints
+
+    write_idx(fake_fashion, n=64, split="test", seed=1)
+    final = {}
+    for every in (0, 3):
+        cfg = C.resolve("gan", tiny_layers("gan", steps=6, eval_every=every, eval_n=40, checkpoint_every=100))
+        train(cfg, tmp_path / f"run{every}", progress=False)
+        final[every] = load_file(str(list_checkpoints(tmp_path / f"run{every}")[-1]))
+    for k, v in final[0].items():
+        if k.startswith(("G.", "D.", "opt.")):
+            assert torch.equal(v, final[3][k]), k

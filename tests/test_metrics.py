@@ -207,9 +207,30 @@ def test_inception_score_on_the_domain_classifier():
 
 def test_reference_statistics_are_cached_per_dataset_split_and_extractor(fake_fashion, isolated_data):
     real = load_image_set("fashion-mnist", split="train")
-    assert real.cache_key == "fashion-mnist-train"
+    assert real.cache_key.startswith("fashion-mnist-train")
     first = evaluate(ImageSet(blobs(96, 7), "b", "fashion-mnist"), real, ("fid",))
     cached = [p.name for p in (isolated_data / "fidelity").rglob("*") if p.is_file()]
-    assert any("ganforge-fashion-mnist-train-fashion-mnist-classifier" in name for name in cached), cached
+    assert any(n.startswith("ganforge-fashion-mnist-train") and "fashion-mnist-classifier" in n for n in cached), cached
     again = evaluate(ImageSet(blobs(96, 7), "b", "fashion-mnist"), real, ("fid",))
     assert again["fid"] == pytest.approx(first["fid"], rel=1e-9)
+
+
+def test_a_folder_of_28px_images_is_padded_like_the_data_not_stretched(tmp_path):
+    from PIL import Image
+
+    imgs = blobs(40, 9)
+    for i, x in enumerate(imgs):
+        Image.fromarray(x[0].numpy(), "L").save(tmp_path / f"{i:03d}.png")
+    folder = load_image_set(tmp_path)
+    assert folder.images.shape == (40, 1, 28, 28)
+    res = evaluate(ImageSet(folder.images, "folder"), ImageSet(imgs, "same images"), ("fid", "pr"),
+                   extractor="fashion-mnist-classifier")
+    assert res["fid"] < 1e-6 and res["precision"] == 1.0 and "note" in res  # 40 images: flagged as noisy
+
+
+def test_metrics_with_too_few_images_say_why():
+    few = ImageSet(blobs(8, 0), "eight")
+    with pytest.raises(GanforgeError, match="10 splits"):
+        evaluate(few, few, ("is",), extractor="fashion-mnist-classifier")
+    with pytest.raises(GanforgeError, match="at least 2"):
+        evaluate(few, few, ("kid",), extractor="fashion-mnist-classifier", kid_subset_size=1)

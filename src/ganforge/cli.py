@@ -253,6 +253,11 @@ def cmd_interpolate(args) -> None:
 def cmd_eval(args) -> None:
     from .metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 
+    from .train.loop import pick_device
+
+    device = pick_device(args.device)
+    if device.type == "cuda" and device.index not in (None, 0):
+        raise GanforgeError("eval runs its feature extractor on the first GPU; use --device cuda or cpu")
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     if args.run and args.fake:
         raise GanforgeError("give a model (RUN_OR_CKPT) or --fake, not both")

@@ -56,3 +56,7 @@ LOSSES = {
     "lsgan": (d_lsgan, g_lsgan),
     "wasserstein": (d_wasserstein, g_wasserstein),
 }
+
+# Where D's output separates "real" from "fake" under each loss (the health monitor's D accuracy); the
+# Wasserstein critic's output has no such boundary, so it has no entry.
+DECISION_BOUNDARY = {"nonsaturating": 0.0, "minimax": 0.0, "hinge": 0.0, "lsgan": 0.5}

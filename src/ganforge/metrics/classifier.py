@@ -64,6 +64,7 @@ def load_classifier(dataset: str) -> DomainClassifier:
     if not path.is_file():
         raise GanforgeError(f"no domain classifier for {dataset!r} at {path}; train it with "
                             f"scripts/train_feature_extractors.py --dataset {dataset}")
-    net = DomainClassifier()
+    with torch.random.fork_rng(devices=[]):  # its random init must not move a training run's RNG
+        net = DomainClassifier()
     net.load_state_dict(load_file(str(path)))
     return net.eval().requires_grad_(False)

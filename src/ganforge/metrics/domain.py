@@ -14,6 +14,8 @@ from .classifier import load_classifier
 def classify(images: torch.Tensor, dataset: str, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """images [N, 1, H, W] in [-1, 1] -> (features [N, 128] float64, logits [N, classes])."""
     net = load_classifier(dataset)
+    if images.shape[1] == 3:  # the domain classifiers see grey, as the extractor feeds them
+        images = images.float().mean(1, keepdim=True)
     feats, logits = [], []
     for chunk in images.split(batch_size):
         f = net.embed(chunk.float())

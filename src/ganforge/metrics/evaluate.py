@@ -93,19 +93,38 @@ def fit_size(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def load_image_set(source: str | Path, n: int | None = None, split: str = "test", resolution: int = 32,
-                   seed: int = 0) -> ImageSet:
-    """A named dataset (its `split`), a folder of images, or an .npz file holding one image array."""
-    from ..data.sources import DATASETS, load_data, load_folder
+def _folder_size(path: Path) -> int:
+    """The side of the first readable image: folders are loaded at their own size, so 28x28 PNGs get padded
+    like the data rather than stretched (fit_size does the rest)."""
+    from PIL import Image
+
+    from ..data.sources import IMAGE_EXTENSIONS
+
+    for p in sorted(path.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            try:
+                with Image.open(p) as im:
+                    return min(im.size)
+            except Exception:
+                continue
+    return 32
+
+
+def load_image_set(source: str | Path, n: int | None = None, split: str = "test", resolution: int | None = None,
+                   seed: int = 0, channels: int | None = None) -> ImageSet:
+    """A named dataset (its `split`), a folder of IDX files or of images, or an .npz file of one image array.
+    `resolution` only matters for folders of mixed sizes (default: the first image's size)."""
+    from ..data.sources import DATASETS, _idx_dir_ok, load_data, load_folder
 
     source = str(source)
-    if source in DATASETS:
-        data = load_data(source, 32, split)
+    path = Path(source).expanduser()
+    if source in DATASETS or (path.is_dir() and _idx_dir_ok(path, split)):
+        data = load_data(source, 32, split, channels=channels)
         images = data.images
-        name, key = f"{source} {split}", f"{source}-{split}"
-        dataset = source
+        label = source if source in DATASETS else str(path.resolve())
+        name, key = f"{label} {split}", f"{label.replace('/', '_')}-{split}-c{images.shape[1]}"
+        dataset = source if source in DATASETS else None
     else:
-        path = Path(source).expanduser()
         if path.suffix == ".npz":
             if not path.is_file():
                 raise GanforgeError(f"{path} does not exist")
@@ -118,7 +137,7 @@ def load_image_set(source: str | Path, n: int | None = None, split: str = "test"
                 images = to_uint8(z[key_name], str(path))
             name, key, dataset = str(path), None, None
         elif path.is_dir():
-            images, _ = load_folder(path, resolution)
+            images, _ = load_folder(path, resolution or _folder_size(path), channels)
             name, key, dataset = str(path), None, None
         else:
             raise GanforgeError(f"{source!r} is neither a dataset name ({', '.join(DATASETS)}), a folder of images, "
@@ -148,6 +167,11 @@ def evaluate(fake: ImageSet, real: ImageSet, metrics=("fid", "kid", "pr"), extra
         raise GanforgeError(f"mismatched channel counts: {fake.name} has {fake.images.shape[1]}, {real.name} has "
                             f"{real.images.shape[1]}; compare grey with grey and colour with colour")
     binary = [m for m in metrics if m != "is"]
+    if "kid" in metrics and kid_subset_size < 2:
+        raise GanforgeError(f"KID needs subsets of at least 2 images, got --kid-subset-size {kid_subset_size}")
+    if "is" in metrics and len(fake) < 10:
+        raise GanforgeError(f"the Inception Score is averaged over 10 splits: {fake.name} has {len(fake)} images, "
+                            f"it needs at least 10")
     need = max(2, kid_subset_size if "kid" in metrics else 2)
     for s in (fake, real) if binary else (fake,):
         if len(s) < need:
@@ -176,7 +200,8 @@ def evaluate(fake: ImageSet, real: ImageSet, metrics=("fid", "kid", "pr"), extra
             cuda=cuda, batch_size=200, fid="fid" in metrics, kid="kid" in metrics, isc="is" in metrics,
             prc="pr" in metrics, feature_extractor=extractor, kid_subset_size=kid_subset_size,
             cache=real.cache_key is not None, cache_root=str(cache_dir() / "fidelity"),
-            input2_cache_name=f"ganforge-{real.cache_key}-{extractor}-{size}" if real.cache_key else None,
+            input2_cache_name=(f"ganforge-{real.cache_key}-{extractor}-{size}-{_weights_tag(extractor, kwargs)}"
+                               if real.cache_key else None),
             save_cpu_ram=True,  # no DataLoader worker processes: the images are already in memory
             verbose=False, **kwargs)
     except GanforgeError:
@@ -187,7 +212,7 @@ def evaluate(fake: ImageSet, real: ImageSet, metrics=("fid", "kid", "pr"), extra
         raise GanforgeError(f"torch-fidelity failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     out: dict = {}
     if "fid" in metrics:
-        out["fid"] = raw["frechet_inception_distance"]
+        out["fid"] = max(0.0, raw["frechet_inception_distance"])  # rounding can dip a hair below zero
     if "kid" in metrics:
         out["kid"] = {"mean": raw["kernel_inception_distance_mean"], "std": raw["kernel_inception_distance_std"],
                       "subset_size": kid_subset_size}
@@ -198,9 +223,29 @@ def evaluate(fake: ImageSet, real: ImageSet, metrics=("fid", "kid", "pr"), extra
     for k, v in _numbers(out):
         if not math.isfinite(v):
             raise GanforgeError(f"{k} came out {v}: the image sets are degenerate (constant images?)")
-    out.update(extractor=extractor, reference=real.name, n_real=len(real) if binary else 0, fake=fake.name,
-               n_fake=len(fake))
+    out.update(extractor=extractor, reference=real.name if binary else None, n_real=len(real) if binary else 0,
+               fake=fake.name, n_fake=len(fake))
+    dim = 2048 if extractor == INCEPTION else 128
+    if "fid" in metrics and min(len(fake), len(real)) <= dim:
+        out["note"] = (f"FID from {min(len(fake), len(real))} images, no more than the {dim} feature dimensions: "
+                       f"biased high and noisy; use thousands of images to compare runs")
     return out
+
+
+def _weights_tag(extractor: str, kwargs: dict) -> str:
+    """Identity of the extractor's weights, so cached statistics never outlive the weights they came from."""
+    import os
+
+    if extractor == INCEPTION:
+        path = kwargs.get("feature_extractor_weights_path")
+    else:
+        from .classifier import weights_path
+
+        path = weights_path(DOMAIN[extractor])
+    if not path or not os.path.exists(path):
+        return "default"
+    st = os.stat(path)
+    return f"w{st.st_size}-{int(st.st_mtime)}"
 
 
 def _numbers(d: dict, prefix: str = ""):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import LOSSES
+from ..losses import DECISION_BOUNDARY, LOSSES
 
 
 class Unconditional:
@@ -23,6 +23,7 @@ class Unconditional:
 
         self.G, self.D = G, D
         self.d_loss, self.g_loss = LOSSES[loss]
+        self.boundary = DECISION_BOUNDARY.get(loss)
         self.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
 
     def begin_step(self, real: torch.Tensor, z: torch.Tensor) -> dict:
@@ -33,10 +34,11 @@ class Unconditional:
             ctx["fake"] = fake = self.G(ctx["z"])  # [N, C, H, W], graph kept for phase G
             real_logits = self.D(ctx["real"]).float()
             fake_logits = self.D(fake.detach()).float()
-            with torch.no_grad():  # D's accuracy at telling real (logit > 0) from fake: the health monitor's input
-                acc = ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2
-            ctx["stats"] = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean(),
-                            "D/acc": acc}
+            ctx["stats"] = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
+            if self.boundary is not None:  # D's accuracy at telling real from fake: the health monitor's input
+                with torch.no_grad():
+                    b = self.boundary
+                    ctx["stats"]["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
             return {"loss/D": self.d_loss(real_logits, fake_logits)}
         if phase == "G":
             return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}

@@ -69,7 +69,9 @@ class HealthMonitor:
     def observe_samples(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[dict, list[str]]:
         """Sample diversity against the data's (both [N, C, H, W] in [-1, 1])."""
         d_fake, d_real = diversity(fake), diversity(real)
-        ratio = d_fake / d_real if d_real > 0 else math.nan
+        if not d_real > 0:  # constant data: no yardstick
+            return {}, []
+        ratio = d_fake / d_real
         msg = (f"mode collapse: samples are far less varied than the data (diversity {ratio:.2f} of the data's). "
                f"Try train.loss=hinge, a lower train.lr_g, or resume from an earlier checkpoint")
         return {"health/diversity_ratio": round(ratio, 4)}, self._raise("collapse", ratio < COLLAPSE_RATIO, msg)

@@ -268,7 +268,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         header, rng = load_training_state(path, self._nets(), self.s.opt, self.s.device)
         self.step = self.resumed_from = header["step"]
-        self.best_fid = header.get("best_fid") or math.inf
+        self.best_fid = math.inf if header.get("best_fid") is None else header["best_fid"]
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
         self.z_gen.set_state(rng["z"])
@@ -316,7 +316,8 @@ class Trainer:
         if self._eval_reference is None:
             name = self.cfg.data.name
             try:
-                self._eval_reference = load_image_set(name, n=t.eval_n, split="test", resolution=self.data.resolution)
+                self._eval_reference = load_image_set(name, n=t.eval_n, split="test", resolution=self.data.resolution,
+                                                      channels=self.data.channels)
             except GanforgeError:  # a folder (or no test split): the training images themselves
                 imgs = self.data.images[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))
                                         [: t.eval_n]]
@@ -326,8 +327,9 @@ class Trainer:
             fake_f = self._generate(z)
             fake = ImageSet(to_uint8(fake_f, "samples"), "samples", self.cfg.data.name)
             metrics = tuple(m for m in t.eval_metrics.split(",") if m)
+            # KID subsets of at most half the samples, so its std measures something
             res = evaluate(fake, self._eval_reference, metrics, t.eval_extractor or None,
-                           kid_subset_size=min(1000, t.eval_n), device=str(self.s.device))
+                           kid_subset_size=max(2, min(1000, t.eval_n // 2)), device=str(self.s.device))
             values = {f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}
             if isinstance(res.get("kid"), dict):
                 values["eval/kid"] = res["kid"]["mean"]
@@ -441,8 +443,9 @@ class Trainer:
                 if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
                     try:
                         ev = self.evaluate()
-                    except GanforgeError as e:  # never lose a run to its evaluation: warn and go on
-                        ev = {"values": {}, "warnings": [f"evaluation failed, skipped: {e}"], "extractor": None}
+                    except Exception as e:  # never lose a run to its evaluation: warn and go on
+                        ev = {"values": {}, "warnings": [f"evaluation failed, skipped: {type(e).__name__}: {e}"],
+                              "extractor": None}
                     log.log(self.step, ev["values"])
                     warn(ev["warnings"])
                     fid = ev["values"].get("eval/fid")
@@ -591,6 +594,13 @@ def _check_evaluation(cfg: RunConfig) -> None:
     from ..metrics.classifier import load_classifier
     from ..metrics.extractors import DOMAIN, EXTRACTORS, INCEPTION, default_extractor, inception_weights
 
+    from ..metrics.evaluate import METRICS
+
+    metrics = [m for m in cfg.train.eval_metrics.split(",") if m]
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or "fid" not in metrics:
+        raise GanforgeError(f"train.eval_metrics must list fid (it picks the best checkpoint) and only "
+                            f"{', '.join(METRICS)}; got {cfg.train.eval_metrics!r}")
     name = cfg.train.eval_extractor or default_extractor(cfg.data.name)
     if name not in EXTRACTORS:
         raise GanforgeError(f"unknown train.eval_extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
