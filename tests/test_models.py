@@ -9,7 +9,7 @@ import ganforge
 from ganforge import config as C
 from ganforge.losses import LOSSES
 from ganforge.registry import get_model, list_models
-from ganforge.train.loop import build, train
+from ganforge.train.loop import build
 
 from conftest import TINY, tiny_layers
 

@@ -133,7 +133,7 @@ def apply_dict(obj: Any, values: dict, prefix: str = "") -> None:
 
 def parse_set(items: list[str]) -> dict:
     """['train.lr_g=1e-4', 'arch.base_channels=8'] -> nested dict with YAML-typed values."""
-    out: dict = {}
+    flat: dict = {}
     for item in items:
         if "=" not in item:
             raise GanforgeError(f"--set takes key=value, got {item!r}")
@@ -142,18 +142,44 @@ def parse_set(items: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
+        flat[key.strip()] = value
+    return unflatten(flat)
 
 
 def merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def merge_all(layers: list[dict]) -> dict:
+    merged: dict = {}
+    for layer in layers:
+        merged = merge(merged, layer)
+    return merged
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'train': {'lr_g': 1}} -> {'train.lr_g': 1}"""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def unflatten(flat: dict) -> dict:
+    """{'train.lr_g': 1} -> {'train': {'lr_g': 1}}"""
+    out: dict = {}
+    for k, v in flat.items():
+        node = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
     return out
 
 
@@ -182,9 +208,7 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
     if "resolution" in defaults:
         cfg.data.resolution = defaults.pop("resolution")
     apply_dict(cfg.train, defaults, "train.")
-    merged: dict = {}
-    for layer in layers:
-        merged = merge(merged, layer)
+    merged = merge_all(layers)
     data_name = (merged.get("data") or {}).get("name", cfg.data.name)
     if preset_path(model, str(data_name)).is_file():
         merged = merge(read_yaml(preset_path(model, str(data_name))), merged)

@@ -490,16 +490,6 @@ OVERRIDABLE_ON_RESUME = {"train.steps", "train.minutes", "train.checkpoint_every
                          "train.log_every", "train.keep_checkpoints", "train.device"}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _saved_config(run_dir: Path) -> RunConfig:
     """The run's config: config.yaml, or (if that file was lost or damaged) the copy in its newest checkpoint."""
     cfg_path = run_dir / "config.yaml"
@@ -524,8 +514,8 @@ def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> 
         if saved.model != model:
             raise GanforgeError(f"--resume: {run_dir} is a {saved.model!r} run, not {model!r}")
         asked = config_mod.resolve(model, layers)
-        before, after = _flatten(saved.to_dict()), _flatten(asked.to_dict())
-        explicit = set(_flatten(_merge_all(layers)))
+        before, after = config_mod.flatten(saved.to_dict()), config_mod.flatten(asked.to_dict())
+        explicit = set(config_mod.flatten(config_mod.merge_all(layers)))
         if "train.minutes" in explicit:
             explicit.add("train.steps")  # --minutes alone also lifts the step limit
         changed = [k for k in explicit if k in before and before[k] != after.get(k)]
@@ -533,30 +523,12 @@ def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> 
         if bad:
             raise GanforgeError(f"--resume cannot change {', '.join(sorted(bad))} of the run in {run_dir} "
                                 f"(only {', '.join(sorted(OVERRIDABLE_ON_RESUME))}); start a new run instead")
-        config_mod.apply_dict(saved, _unflatten({k: after[k] for k in changed}))
+        config_mod.apply_dict(saved, config_mod.unflatten({k: after[k] for k in changed}))
         config_mod.validate(saved)
         return saved
     if run_dir.exists() and ((run_dir / "config.yaml").exists() or list_checkpoints(run_dir)):
         raise GanforgeError(f"{run_dir} already holds a run; continue it with --resume or pick another --out")
     return config_mod.resolve(model, layers)
-
-
-def _merge_all(layers: list[dict]) -> dict:
-    merged: dict = {}
-    for layer in layers:
-        merged = config_mod.merge(merged, layer)
-    return merged
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for k, v in flat.items():
-        node = out
-        parts = k.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return out
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
