@@ -20,6 +20,40 @@ TINY = {
 }
 
 
+def conditional_variants(models: list[str]) -> list[tuple[str, int]]:
+    """(model, num_classes) pairs: every model unconditional, plus its class-conditional form where its
+    family has one (10 classes, as the synthetic Fashion-MNIST)."""
+    from ganforge.registry import get_model
+
+    out = []
+    for m in models:
+        out.append((m, 0))
+        if hasattr(get_model(m).config_cls(), "num_classes"):
+            out.append((m, 10))
+    return out
+
+
+def patterns_data(copies: int = 64, resolution: int = 16):
+    """Four fixed grey 16x16 patterns (bars, a square, a diagonal band), `copies` of each: a dataset a GAN
+    learns in seconds. Returns (ImageData, patterns as floats [4, 1, R, R] in [-1, 1])."""
+    import torch
+
+    from ganforge.data.sources import ImageData, to_unit_range
+
+    r = resolution
+    p = torch.zeros(4, 1, r, r, dtype=torch.uint8)
+    q = r // 4
+    p[0, 0, q: 2 * q, :] = 255                      # a horizontal bar
+    p[1, 0, :, 2 * q: 3 * q] = 255                  # a vertical bar
+    p[2, 0, q: 3 * q, q: 3 * q] = 255               # a square
+    idx = torch.arange(r)
+    p[3, 0] = ((idx[:, None] - idx[None, :]).abs() < q // 2 + 1).to(torch.uint8) * 255  # a diagonal band
+    images = p.repeat(copies, 1, 1, 1)
+    labels = torch.arange(4).repeat(copies)
+    data = ImageData("patterns", "tests", fields={"image": images}, labels=labels, classes=("h", "v", "sq", "diag"))
+    return data, to_unit_range(p)
+
+
 def tiny_layers(model: str, steps: int = 4, **train) -> list[dict]:
     base = {"data": {"resolution": 16},
             "train": {"steps": steps, "batch_size": 8, "log_every": 2, "sample_every": 2, "checkpoint_every": 2,

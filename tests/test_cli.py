@@ -309,7 +309,7 @@ def test_interpolate_gif_and_png(trained):
 
 def test_export_then_sample_the_exported_file(trained):
     from ganforge.sampling import load
-    from ganforge.viz import to_uint8
+    from ganforge.viz import to_hwc_uint8
 
     assert_ok(trained.results["export"])
     model = trained.tmp / "m.safetensors"
@@ -321,7 +321,7 @@ def test_export_then_sample_the_exported_file(trained):
     exported, original = load(model), load(trained.run)
     x = exported.sample(2, seed=0)
     assert np.array_equal(x.numpy(), original.sample(2, seed=0).numpy())
-    expected = to_uint8(x)
+    expected = to_hwc_uint8(x)
     for i, p in enumerate(pngs):
         with Image.open(p) as im:
             np.testing.assert_array_equal(np.asarray(im), expected[i][:, :, 0])

@@ -1,11 +1,13 @@
 """Config layering, typed overrides, and what --resume may and may not change."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ganforge import config as C
 from ganforge.registry import GanforgeError
-from ganforge.train.loop import prepare_run
+from ganforge.train.run import prepare_run
 
 
 def test_layers_apply_in_order_and_paper_defaults_fill_the_rest():
@@ -25,11 +27,11 @@ def test_layers_apply_in_order_and_paper_defaults_fill_the_rest():
     ("train.betas=[0.5]", "train.betas must be a list of 2"),
     ("train.loss=wgan-gp-xl", "unknown loss"),
     ("train.batch_size=0", "train.batch_size must be >= 1"),
-    ("data.channels=2", "data.channels"),
+    ("data.channels=2", "data.channels must be 0 (as the data is), 1 or 3"),
     ("nokey", "--set takes key=value"),
 ])
 def test_bad_overrides_name_the_problem(item, match):
-    with pytest.raises(GanforgeError, match=match.replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(GanforgeError, match=re.escape(match)):
         C.resolve("dcgan", [C.parse_set([item])])
 
 

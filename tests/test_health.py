@@ -74,7 +74,8 @@ def test_training_logs_health_eval_and_keeps_the_best_checkpoint(fake_fashion, t
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval/fid" in r]
     assert [r["step"] for r in evals] == [3, 6]
-    assert all(r["eval/fid"] >= 0 and "eval/kid" in r and "health/classes_covered" in r for r in evals)
+    # 6 steps of a tiny G against the data: far apart (FID about 55, KID about 1.9), not a set against itself
+    assert all(r["eval/fid"] > 5 and r["eval/kid"] > 0.1 and "health/classes_covered" in r for r in evals)
     assert any("health/diversity_ratio" in r for r in rows)
     assert any("D/acc" in r for r in rows)
     best = run / "checkpoints" / "best.safetensors"
@@ -117,6 +118,10 @@ def test_evaluating_during_training_does_not_change_the_run(fake_fashion, tmp_pa
         cfg = C.resolve("gan", tiny_layers("gan", steps=6, eval_every=every, eval_n=40, checkpoint_every=100))
         train(cfg, tmp_path / f"run{every}", progress=False)
         final[every] = load_file(str(list_checkpoints(tmp_path / f"run{every}")[-1]))
-    for k, v in final[0].items():
-        if k.startswith(("G.", "D.", "opt.")):
-            assert torch.equal(v, final[3][k]), k
+    # the comparison means something only if the second run did evaluate, and there are weights to compare
+    rows = [json.loads(line) for line in (tmp_path / "run3" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/fid" in r] == [3, 6]
+    compared = [k for k in final[0] if k.startswith(("G.", "D.", "opt."))]
+    assert any(k.startswith("G.") for k in compared) and any(k.startswith("D.") for k in compared)
+    for k in compared:
+        assert torch.equal(final[0][k], final[3][k]), k

@@ -23,6 +23,41 @@ def blobs(n: int, seed: int, size: int = 28, value: int = 220) -> torch.Tensor:
     return x
 
 
+def stripes(n: int, size: int = 28) -> torch.Tensor:
+    """Horizontal lines: nothing like a blob, to the eye or to the classifier."""
+    x = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    x[:, :, ::3] = 255
+    return x
+
+
+def shapes(n: int) -> torch.Tensor:
+    """Ten different grey shapes in turn (bars, grids, boxes, a T): the classifier sees several classes."""
+    x = torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+    for i in range(n):
+        k, im = i % 10, x[i, 0]
+        if k == 0:
+            im[::3] = 255
+        elif k == 1:
+            im[:, ::3] = 255
+        elif k == 2:
+            im[4:24, 4:24] = 220
+        elif k == 3:
+            im[2:26, 10:18] = 220
+        elif k == 4:
+            im[20:26, 2:26] = 220
+        elif k == 5:
+            im[:] = 255
+        elif k == 6:
+            im[2:26, 2:26] = 120
+        elif k == 7:
+            im[::2, ::2] = 255
+        elif k == 8:
+            im[4:24, 2:8] = im[4:24, 20:26] = 255
+        else:
+            im[5:12, 5:23] = im[12:26, 9:19] = 200
+    return x
+
+
 # ------------------------------------------------------------------------------------------ the maths
 
 def test_fid_of_a_set_with_itself_is_zero():
@@ -42,16 +77,13 @@ def test_fid_matches_the_closed_form_for_gaussians():
     assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
 
 
-def test_kid_is_unbiased_on_equal_distributions():
-    from torch_fidelity.metric_kid import kid_features_to_metric
-
-    g = torch.Generator().manual_seed(2)
-    a, b = torch.randn(2000, 32, generator=g), torch.randn(2000, 32, generator=g)
-    same = kid_features_to_metric(a, b, kid_subset_size=500, verbose=False)
-    shifted = kid_features_to_metric(a, b + 0.5, kid_subset_size=500, verbose=False)
-    mean, std = same["kernel_inception_distance_mean"], same["kernel_inception_distance_std"]
-    assert abs(mean) < 3 * std / (100 ** 0.5) + 1e-4  # centred on 0 (an unbiased estimator), not above it
-    assert shifted["kernel_inception_distance_mean"] > 50 * abs(mean)
+def test_kid_of_a_set_with_itself_is_near_zero_and_of_distinct_sets_large():
+    real = ImageSet(blobs(300, 0), "blobs", "fashion-mnist")
+    same = evaluate(ImageSet(real.images.clone(), "copy"), real, ("kid",), kid_subset_size=100)["kid"]
+    apart = evaluate(ImageSet(stripes(300), "stripes"), real, ("kid",), kid_subset_size=100)["kid"]
+    assert same["subset_size"] == 100 and same["std"] > 0  # subsets are drawn: some spread
+    assert abs(same["mean"]) < 0.02  # an unbiased estimator: centred on 0, not above it
+    assert apart["mean"] > 1.0 and apart["mean"] > 50 * abs(same["mean"])
 
 
 # ------------------------------------------------------------------------------------------ through the extractors
@@ -60,11 +92,9 @@ def test_precision_recall_identical_high_disjoint_low():
     real = ImageSet(blobs(300, 0), "blobs", "fashion-mnist")
     same = evaluate(ImageSet(real.images.clone(), "copy"), real, ("pr", "fid"))
     assert same["precision"] > 0.95 and same["recall"] > 0.95 and same["fid"] < 1e-6
-    stripes = torch.zeros(300, 1, 28, 28, dtype=torch.uint8)
-    stripes[:, :, ::3] = 255  # horizontal lines: nothing like a blob
-    apart = evaluate(ImageSet(stripes, "stripes"), real, ("pr", "fid"))
+    apart = evaluate(ImageSet(stripes(300), "stripes"), real, ("pr", "fid"))
     assert apart["precision"] < 0.05 and apart["recall"] < 0.05
-    assert apart["fid"] > 100 * max(same["fid"], 1e-6)
+    assert apart["fid"] > 10  # about 70; identical sets are at 0
     assert apart["extractor"] == "fashion-mnist-classifier" and apart["n_real"] == 300 and apart["n_fake"] == 300
 
 
@@ -146,32 +176,61 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         load_image_set(tmp_path / "two.npz")
     with pytest.raises(GanforgeError, match="unknown metric"):
         evaluate(ImageSet(blobs(5, 0), "a"), ImageSet(blobs(5, 1), "b"), ("fidd",))
-    # constant images: the FID would be NaN; never printed as a result
-    flat = ImageSet(torch.zeros(30, 1, 28, 28, dtype=torch.uint8), "flat")
-    try:
-        out = evaluate(flat, ImageSet(torch.zeros(30, 1, 28, 28, dtype=torch.uint8), "flat2"), ("fid",),
-                       extractor="fashion-mnist-classifier")
-        assert np.isfinite(out["fid"])
-    except GanforgeError as e:
-        assert "degenerate" in str(e) or "torch-fidelity" in str(e)
+    # constant images (zero covariance) still give plain numbers: identical sets 0, black vs white far apart
+    black = ImageSet(torch.zeros(30, 1, 28, 28, dtype=torch.uint8), "black")
+    white = ImageSet(torch.full((30, 1, 28, 28), 255, dtype=torch.uint8), "white")
+    assert evaluate(black, black, ("fid",), extractor="fashion-mnist-classifier")["fid"] == 0.0
+    assert evaluate(black, white, ("fid",), extractor="fashion-mnist-classifier")["fid"] > 10
+
+
+def _torch_fidelity_returning(monkeypatch, **raw):
+    import torch_fidelity
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", lambda **kwargs: raw)
+
+
+def test_a_nan_from_torch_fidelity_is_an_error_not_a_result(monkeypatch):
+    _torch_fidelity_returning(monkeypatch, kernel_inception_distance_mean=float("nan"),
+                              kernel_inception_distance_std=float("nan"))
+    with pytest.raises(GanforgeError, match="degenerate"):
+        evaluate(ImageSet(blobs(20, 0), "a"), ImageSet(blobs(20, 1), "b"), ("kid",),
+                 extractor="fashion-mnist-classifier", kid_subset_size=10)
+
+
+def test_a_nan_fid_is_an_error_not_a_perfect_score(monkeypatch):
+    _torch_fidelity_returning(monkeypatch, frechet_inception_distance=float("nan"))
+    with pytest.raises(GanforgeError, match="degenerate"):
+        evaluate(ImageSet(blobs(20, 0), "a"), ImageSet(blobs(20, 1), "b"), ("fid",),
+                 extractor="fashion-mnist-classifier")
 
 
 def test_cli_eval_compares_two_image_sets(fake_fashion, tmp_path, capsys):
     from ganforge.cli import main
 
-    from conftest import write_idx  # noqa: F401  (fake_fashion installed the dataset)
+    # the installed dataset's own 96 images as an .npz ([N, H, W, C], as `ganforge sample` writes), and stripes
+    data = load_image_set("fashion-mnist", split="train").images
+    assert len(data) == 96
+    np.savez(tmp_path / "same.npz", images=data.numpy().transpose(0, 2, 3, 1))
+    np.savez(tmp_path / "stripes.npz", images=stripes(96).numpy().transpose(0, 2, 3, 1))
 
-    np.savez(tmp_path / "fake.npz", images=blobs(60, 5).numpy().transpose(0, 2, 3, 1))
-    capsys.readouterr()
-    rc = main(["eval", "--fake", str(tmp_path / "fake.npz"), "--real", "fashion-mnist", "--split", "train",
-               "--metrics", "fid,kid,pr", "--kid-subset-size", "50", "--n", "60"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    res = json.loads(out)
-    assert res["extractor"] == "fashion-mnist-classifier" and res["reference"] == "fashion-mnist train"
-    assert res["n_fake"] == 60 and res["n_real"] == 60
-    assert res["fid"] >= 0 and set(res["kid"]) == {"mean", "std", "subset_size"}
-    assert 0 <= res["precision"] <= 1 and 0 <= res["recall"] <= 1
+    def cli_eval(fake: str, n: int) -> dict:
+        capsys.readouterr()
+        rc = main(["eval", "--fake", str(tmp_path / fake), "--real", "fashion-mnist", "--split", "train",
+                   "--metrics", "fid,kid,pr", "--kid-subset-size", "50", "--n", str(n)])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        return json.loads(out)
+
+    same, apart = cli_eval("same.npz", 96), cli_eval("stripes.npz", 60)
+    assert same["extractor"] == "fashion-mnist-classifier" and same["reference"] == "fashion-mnist train"
+    assert apart["n_fake"] == 60 and apart["n_real"] == 60  # --n draws that many from each set
+    assert set(same["kid"]) == {"mean", "std", "subset_size"} and same["kid"]["subset_size"] == 50
+    # the data against itself: FID 0, every image covered both ways, KID centred on 0
+    assert same["fid"] < 1e-6 and same["precision"] > 0.99 and same["recall"] > 0.99
+    assert abs(same["kid"]["mean"]) < 0.05
+    # stripes against the data: far apart on every metric
+    assert apart["fid"] > 10 and apart["kid"]["mean"] > 0.5
+    assert apart["precision"] < 0.05 and apart["recall"] < 0.05
 
 
 def test_classifier_training_script_runs_on_generated_mnist(isolated_data, tmp_path, monkeypatch, capsys):
@@ -190,19 +249,34 @@ def test_classifier_training_script_runs_on_generated_mnist(isolated_data, tmp_p
     tfe.main(["--dataset", "mnist", "--epochs", "1", "--batch-size", "16", "--out",
               str(tmp_path / "mnist-classifier.safetensors")])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert 0 <= out["test_accuracy"] <= 1
     monkeypatch.setenv("GANFORGE_CLASSIFIER_DIR", str(tmp_path))
-    res = evaluate(ImageSet(blobs(20, 0), "a"), ImageSet(blobs(20, 1), "b"), ("fid",), extractor="mnist-classifier")
-    assert res["extractor"] == "mnist-classifier" and res["fid"] >= 0
+    # the accuracy printed is the saved classifier's on the test split
+    from ganforge.data import load_data
+    from ganforge.metrics.classifier import load_classifier
+
+    test = load_data("mnist", 32, "test")
+    with torch.no_grad():
+        pred = load_classifier("mnist")(test.batch(torch.arange(len(test)))).argmax(1)
+    assert out["test_accuracy"] == pytest.approx(float((pred == test.labels).float().mean()), abs=1e-4)
+    # evaluation picks up the trained extractor, whose features tell blobs from stripes (if barely: one epoch)
+    a = ImageSet(blobs(20, 0), "a")
+    same = evaluate(ImageSet(a.images.clone(), "copy"), a, ("fid",), extractor="mnist-classifier")
+    apart = evaluate(ImageSet(stripes(20), "stripes"), a, ("fid",), extractor="mnist-classifier")
+    assert apart["extractor"] == "mnist-classifier"
+    assert same["fid"] < 1e-9 and apart["fid"] > 1e-6
     monkeypatch.setenv("GANFORGE_CLASSIFIER_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(GanforgeError, match="train_feature_extractors.py"):
         evaluate(ImageSet(blobs(20, 0), "a"), ImageSet(blobs(20, 1), "b"), ("fid",), extractor="mnist-classifier")
 
 
 def test_inception_score_on_the_domain_classifier():
-    varied = ImageSet(blobs(200, 0), "blobs", "fashion-mnist")
-    res = evaluate(varied, varied, ("is",))
-    assert res["is"]["mean"] >= 1.0 and res["is"]["std"] >= 0 and res["n_real"] == 0
+    # one image repeated: every prediction the same, so the score is its minimum, exactly 1
+    one = ImageSet(blobs(1, 0).expand(200, -1, -1, -1).clone(), "one image", "fashion-mnist")
+    res = evaluate(one, one, ("is",))
+    assert res["is"]["mean"] == pytest.approx(1.0, abs=1e-4) and res["is"]["std"] < 1e-4 and res["n_real"] == 0
+    # ten different shapes are put in several classes: clearly above 1 (about 1.7)
+    varied = ImageSet(shapes(200), "shapes", "fashion-mnist")
+    assert evaluate(varied, varied, ("is",))["is"]["mean"] > 1.3
 
 
 def test_reference_statistics_are_cached_per_dataset_split_and_extractor(fake_fashion, isolated_data):

@@ -8,12 +8,14 @@ import torch
 import ganforge
 from ganforge import config as C
 from ganforge.losses import LOSSES
+from ganforge.recipes import Phase, to_device
 from ganforge.registry import get_model, list_models
-from ganforge.train.loop import build
+from ganforge.train.loop import Trainer, build, train
 
-from conftest import TINY, tiny_layers
+from conftest import TINY, conditional_variants, patterns_data, tiny_layers
 
 MODELS = list_models()
+VARIANTS = conditional_variants(MODELS)  # (model, num_classes): every model, and its conditional form if any
 
 
 def test_every_model_has_a_tiny_config():
@@ -37,37 +39,39 @@ def test_builder_documents_its_paper(model):
     assert spec.paper
 
 
-@pytest.mark.parametrize("model", MODELS)
+def setup_for(model: str, num_classes: int = 0, **train):
+    layers = tiny_layers(model, **train) + [{"arch": {"num_classes": num_classes}}] if num_classes else \
+        tiny_layers(model, **train)
+    return build(C.resolve(model, layers), channels=1, device=torch.device("cpu"))
+
+
+def batch_for(s, n: int = 8, seed: int = 0) -> tuple[dict, dict]:
+    g = torch.Generator().manual_seed(seed)
+    batch = {"image": torch.rand(n, 1, 16, 16, generator=g) * 2 - 1}
+    if getattr(s.G, "num_classes", 0):
+        batch["label"] = torch.randint(0, s.G.num_classes, (n,), generator=g)
+    return batch, to_device(s.recipe.inputs(n, g, batch), s.device)
+
+
+@pytest.mark.parametrize("model,k", VARIANTS)
 @pytest.mark.parametrize("channels", [1, 3])
-def test_output_shapes(model, channels):
+def test_output_shapes(model, k, channels):
     spec = get_model(model)
-    cfg = C.resolve(model, tiny_layers(model))
+    cfg = C.resolve(model, tiny_layers(model) + [{"arch": {"num_classes": k}}])
     G, D = spec.build(cfg.arch, 16, channels)
-    z = torch.randn(5, G.z_dim)
-    x = G(z)
+    s = build(cfg, channels, torch.device("cpu"))
+    inputs = s.recipe.inputs(5, torch.Generator().manual_seed(0))
+    x = G(**inputs)
     assert x.shape == (5, channels, 16, 16)
     assert x.min() >= -1 and x.max() <= 1  # tanh output, the data's range
-    assert D(x).shape == (5,)
+    assert (D(x, inputs["c"]) if k else D(x)).shape == (5,)
 
 
-@pytest.mark.parametrize("model", ["dcgan"])
-@pytest.mark.parametrize("resolution,first", [(32, 256), (64, 1024)])
-def test_dcgan_paper_channels(model, resolution, first):
-    spec = get_model(model)
-    G, D = spec.build(spec.config_cls(), resolution, 3)
-    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
-    assert convs[0].out_channels == first  # 4x4x256 at 32px, 4x4x1024 at 64px (the paper's figure 1)
-    assert [c.out_channels for c in convs][-1] == 3
-    bns_d = [m for m in D.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(bns_d) == len(convs) - 2  # no BN on D's input layer (nor on its 1-logit output)
-
-
-@pytest.mark.parametrize("model", MODELS)
-def test_gradients_reach_every_parameter(model):
-    s = build(C.resolve(model, tiny_layers(model)), channels=1, device=torch.device("cpu"))
-    real = torch.rand(8, 1, 16, 16) * 2 - 1
-    z = torch.randn(8, s.G.z_dim)
-    ctx = s.recipe.begin_step(real, z)
+@pytest.mark.parametrize("model,k", VARIANTS)
+def test_gradients_reach_every_parameter(model, k):
+    s = setup_for(model, k)
+    batch, inputs = batch_for(s)
+    ctx = s.recipe.begin_step(batch, inputs)
     d_loss = sum(s.recipe.losses("D", ctx).values())
     d_grads = torch.autograd.grad(d_loss, list(s.D.parameters()), retain_graph=True)
     g_loss = sum(s.recipe.losses("G", ctx).values())
@@ -78,17 +82,37 @@ def test_gradients_reach_every_parameter(model):
         assert g is not None and g.abs().sum() > 0, f"G.{name} gets no gradient"
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_a_few_steps_change_the_weights_and_freeze_nothing_permanently(model):
-    s = build(C.resolve(model, tiny_layers(model)), channels=1, device=torch.device("cpu"))
+@pytest.mark.parametrize("model,k", VARIANTS)
+def test_a_few_steps_change_the_weights_and_freeze_nothing_permanently(model, k):
+    s = setup_for(model, k)
     before_G = [p.detach().clone() for p in s.G.parameters()]
     before_D = [p.detach().clone() for p in s.D.parameters()]
     for step in range(3):
-        out = s.train_step(torch.rand(8, 1, 16, 16) * 2 - 1, torch.randn(8, s.G.z_dim), step)
+        out = s.train_step(*batch_for(s, seed=step), step)
         assert all(torch.isfinite(v) for v in out.values())
     assert all(not torch.equal(a, b) for a, b in zip(before_G, s.G.parameters())), "some G weight never moved"
     assert all(not torch.equal(a, b) for a, b in zip(before_D, s.D.parameters())), "some D weight never moved"
     assert all(p.requires_grad for p in s.D.parameters())  # phase G's freeze is undone
+
+
+def test_a_phase_can_ask_for_fp32_under_a_bf16_run():
+    s = setup_for("dcgan", precision="bf16")
+    seen = {}
+    losses = s.recipe.losses
+
+    def spy(phase, ctx):
+        seen[phase] = torch.is_autocast_enabled("cpu")
+        out = losses(phase, ctx)
+        seen[phase + " dtype"] = ctx["fake"].dtype
+        return out
+
+    s.recipe.losses = spy
+    s.recipe.phases = (Phase("D", trains="D", precision="fp32"), Phase("G", trains="G", frozen=("D",)))
+    s.train_step(*batch_for(s))
+    assert seen == {"D": False, "D dtype": torch.float32, "G": True, "G dtype": torch.float32}
+    s.recipe.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
+    s.train_step(*batch_for(s))
+    assert seen["D"] and seen["D dtype"] == torch.bfloat16  # the run's precision where a phase asks nothing
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -106,73 +130,195 @@ def test_minimax_is_the_papers_value_function():
     assert torch.allclose(g_loss(fake), torch.log1p(-torch.sigmoid(fake)).mean(), atol=1e-6)
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_save_load_gives_identical_samples(model, fake_fashion, tmp_path):
-    from ganforge.data import load_data
-    from ganforge.train.loop import Trainer
+# ------------------------------------------------------------------------------------------ learning
 
-    cfg = C.resolve(model, tiny_layers(model, steps=3, checkpoint_every=3))
-    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16))
+def pattern_distance(images: torch.Tensor, patterns: torch.Tensor) -> tuple[float, int]:
+    """Mean distance of each sample to its nearest pattern (RMS per pixel), and how many patterns are the
+    nearest of some sample (coverage)."""
+    d = torch.cdist(images.flatten(1).float(), patterns.flatten(1).float()) / images[0].numel() ** 0.5
+    return d.min(1).values.mean().item(), d.argmin(1).unique().numel()
+
+
+def learn(model: str, tmp_path, swap: bool = False, steps: int = 600):
+    """Train the tiny model on 4 fixed patterns; with `swap`, D's loss gets real and fake the wrong way round
+    (the broken recipe every GAN test suite must catch). Returns (untrained, trained) distance and coverage."""
+    data, patterns = patterns_data()
+    # fp32 and a high learning rate: tiny networks on 4 patterns learn in a few hundred steps
+    layers = tiny_layers(model, steps=steps, batch_size=16, log_every=50, sample_every=0, checkpoint_every=10**6,
+                         sample_grid=64, ema=False, precision="fp32", lr_g=2e-3, lr_d=2e-3)
+    cfg = C.resolve(model, layers + [TINY_LEARN.get(model, {})])
+    untrained = Trainer(cfg, tmp_path / "untrained", data, progress=False)
+    before = pattern_distance(untrained._generate(untrained.grid), patterns)
+    trainer = Trainer(cfg, tmp_path / "run", data, progress=False)
+    if swap:
+        d_loss = trainer.recipe.d_loss
+        trainer.recipe.d_loss = lambda real, fake: d_loss(fake, real)
+    (tmp_path / "run").mkdir(parents=True)
+    trainer.run(steps)
+    return before, pattern_distance(trainer._generate(trainer.grid), patterns)
+
+
+TINY_LEARN: dict = {}  # per-model overrides for the learning test, where a family needs them
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_learns_a_tiny_dataset_and_a_swapped_recipe_does_not(model, fake_fashion, tmp_path):
+    (d0, _), (d1, covered) = learn(model, tmp_path / "ok")
+    # measured here: dcgan 1.00 -> 0.53, gan 1.01 -> 0.20 (600 steps); with the recipe broken, both end above 1
+    assert d1 < 0.6 * d0, f"{model} did not move toward the data: distance {d0:.3f} -> {d1:.3f}"
+    assert covered >= 2, f"{model} covers only {covered} of the 4 patterns (mode collapse)"
+    # the same test, run on a deliberately broken recipe, must fail
+    (b0, _), (b1, bcovered) = learn(model, tmp_path / "swapped", swap=True)
+    assert not (b1 < 0.6 * b0 and bcovered >= 2), (
+        f"the learning test passed with real and fake swapped ({b0:.3f} -> {b1:.3f}): it cannot catch a broken GAN")
+
+
+# ------------------------------------------------------------------------------------------ save and load
+
+@pytest.mark.parametrize("model,k", VARIANTS)
+def test_save_load_gives_identical_samples(model, k, fake_fashion, tmp_path):
+    from ganforge.data import load_data
+
+    cfg = C.resolve(model, tiny_layers(model, steps=3, checkpoint_every=3) + [{"arch": {"num_classes": k}}])
+    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16), progress=False)
     (tmp_path / "run").mkdir()
     result = trainer.run(3)
     assert result["step"] == 3
-    gen = ganforge.load(tmp_path / "run")
-    z = gen.latents(6, seed=11)
+    gen = ganforge.load(tmp_path / "run", device="cpu")
+    assert gen.conditional == bool(k) and gen.num_classes == k
+    inputs = gen.inputs(6, seed=11, labels=[0, 1, 2, 3, 4, 5] if k else None)
     sampler = trainer.s.sampler.eval()
     with torch.no_grad():
-        expected = sampler(z).float()
-    a = gen.generate(z)
+        expected = sampler(**inputs).float()
+    a = gen.generate(inputs)
     assert a.shape == (6, 1, 16, 16)
     assert torch.equal(a, expected), "the loaded generator samples differently from the trained one"
     assert not torch.equal(a, gen.sample(6, seed=12))  # the seed matters
+    if k:
+        assert gen.classes[:2] == ("T-shirt/top", "Trouser")  # class names travel with the checkpoint
+        assert not torch.equal(gen.sample(6, seed=11, labels=0), gen.sample(6, seed=11, labels=1))
+        assert torch.equal(gen.sample(2, seed=5, labels="Trouser"), gen.sample(2, seed=5, labels=1))
     from ganforge.sampling import export
 
     path = export(tmp_path / "run", tmp_path / "model.safetensors")
-    assert torch.equal(ganforge.load(path).generate(z), expected)
-    assert torch.equal(ganforge.generate(path, n=6, seed=11), expected)
+    assert torch.equal(ganforge.load(path).generate(inputs), expected)
+    if not k:
+        assert torch.equal(ganforge.generate(path, n=6, seed=11), expected)
 
+
+@pytest.mark.parametrize("model", ["dcgan", "gan"])
+def test_runs_saved_by_ganforge_0_1_still_load_and_sample_the_same(model):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    data = Path(__file__).parent / "data"
+    gen = ganforge.load(data / f"v1-{model}-16px.safetensors", device="cpu")
+    expected = load_file(str(data / "v1-samples-seed3.safetensors"))[model]
+    assert torch.equal(gen.sample(4, seed=3), expected)
+    assert gen.cfg.recipe.augment == ""  # migrated: 0.1 had no augmentation, whatever today's default
+    if model == "dcgan":
+        assert gen.cfg.arch.kernel_size == 4
+
+
+def test_a_file_from_a_newer_ganforge_fails_naming_its_version(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ganforge.registry import GanforgeError
+
+    src = __import__("pathlib").Path(__file__).parent / "data" / "v1-dcgan-16px.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        header = json.loads(f.metadata()["ganforge"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for key, value, needle in (("format_version", 99, "format 99"), ("config", {**header["config"], "version": 7},
+                                                                      "config version 7")):
+        path = tmp_path / f"{key}.safetensors"
+        save_file(tensors, str(path), metadata={"ganforge": json.dumps({**header, key: value})})
+        with pytest.raises(GanforgeError, match=needle):
+            ganforge.load(path)
+
+
+# ------------------------------------------------------------------------------------------ EMA
 
 def test_ema_generator_is_an_average_with_its_own_batchnorm_statistics(fake_fashion, tmp_path):
     from ganforge.data import load_data
     from ganforge.train.ema import recalibrate_batchnorm
-    from ganforge.train.loop import Trainer
 
     cfg = C.resolve("dcgan", tiny_layers("dcgan", steps=6, checkpoint_every=100, sample_every=0))
-    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16))
+    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16), progress=False)
     (tmp_path / "run").mkdir()
     trainer.run(6)
     G, G_ema = trainer.s.G, trainer.s.G_ema
     diffs = [not torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters())]
     assert any(diffs), "G_ema is a copy of G, not an average"
     assert not any(p.requires_grad for p in G_ema.parameters())
-    # the EMA's statistics are measured on G_ema itself, deterministically
-    recalibrate_batchnorm(G_ema, G.z_dim, torch.device("cpu"))
+    # the EMA's statistics are measured on G_ema itself, deterministically, through the recipe's inputs
+    recalibrate_batchnorm(G_ema, trainer.recipe.inputs, torch.device("cpu"))
     first = [b.clone() for b in G_ema.buffers()]
-    recalibrate_batchnorm(G_ema, G.z_dim, torch.device("cpu"))
+    recalibrate_batchnorm(G_ema, trainer.recipe.inputs, torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(first, G_ema.buffers()))
     bn_ema = next(m for m in G_ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
     bn_g = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert not torch.equal(bn_ema.running_mean, bn_g.running_mean)
     # without EMA, the run samples from G itself
     cfg.train.ema = False
-    t2 = Trainer(cfg, tmp_path / "run2", load_data("fashion-mnist", 16))
+    t2 = Trainer(cfg, tmp_path / "run2", load_data("fashion-mnist", 16), progress=False)
     (tmp_path / "run2").mkdir()
     t2.run(2)
     assert t2.s.G_ema is None and t2.s.sampler is t2.s.G
 
 
-def test_ema_half_life_and_rampup():
+def test_ema_half_life_is_in_images_and_buffers_are_copied():
     from ganforge.train.ema import EMA
 
     src, dst = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    src.register_buffer("w_avg", torch.tensor([3.0]))
+    dst.register_buffer("w_avg", torch.tensor([0.0]))
     with torch.no_grad():
         src.weight.fill_(1.0)
         dst.weight.fill_(0.0)
-    ema = EMA(src, dst, half_life_kimg=0.064, rampup=0.0, batch_size=64)  # half-life = one batch
-    ema.update(nimg=10**6)
+    ema = EMA(src, dst, half_life_kimg=0.064, rampup=0.0)  # half-life = 64 images
+    ema.update(nimg=10**6, batch_size=64)
     assert torch.allclose(dst.weight, torch.tensor([[0.5]]))
-    ramp = EMA(src, dst, half_life_kimg=1000, rampup=0.05, batch_size=64)
+    assert torch.equal(dst.w_avg, src.w_avg), "buffers (w average, spectral-norm vectors) must follow G"
     with torch.no_grad():
         dst.weight.fill_(0.0)
-    ramp.update(nimg=64)  # the first step: half-life 3.2 images, so the average is (almost) G itself
+    for _ in range(2):  # two batches of 32 images move the average as far as one batch of 64
+        ema.update(nimg=10**6, batch_size=32)
+    assert torch.allclose(dst.weight, torch.tensor([[0.5]]))
+    ramp = EMA(src, dst, half_life_kimg=1000, rampup=0.05)
+    with torch.no_grad():
+        dst.weight.fill_(0.0)
+    ramp.update(nimg=64, batch_size=64)  # the first step: half-life 3.2 images, so the average is (almost) G
     assert dst.weight.item() > 0.99
+
+
+# ------------------------------------------------------------------------------------------ seeds fix everything
+
+class _NoisyG(torch.nn.Module):
+    """A generator with StyleGAN-like per-pixel noise inputs, declared through noise_shapes()."""
+    z_dim, num_classes = 4, 0
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 16)
+
+    def noise_shapes(self):
+        return [(1, 4, 4)]
+
+    def forward(self, z, noise):
+        return torch.tanh(self.lin(z).view(-1, 1, 4, 4) + noise[0])
+
+
+def test_a_seed_fixes_per_pixel_noise_too():
+    from ganforge.recipes import Unconditional
+
+    cfg = C.resolve("gan", [])
+    recipe = Unconditional(_NoisyG(), None, cfg)
+    make = lambda seed: _NoisyG.forward(recipe.G, **recipe.inputs(3, torch.Generator().manual_seed(seed)))  # noqa
+    assert torch.equal(make(5), make(5))
+    assert not torch.equal(make(5), make(6))
+    assert len(recipe.inputs(3, torch.Generator())["noise"]) == 1

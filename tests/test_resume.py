@@ -11,12 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from ganforge import config as C
-from ganforge.train.checkpoint import list_checkpoints
+from ganforge.registry import list_models
+from ganforge.train.checkpoint import list_checkpoints, read_header
 from ganforge.train.loop import train
 
 from conftest import tiny_layers
@@ -36,24 +38,90 @@ def assert_identical(a: Path, b: Path):
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+MODELS = list_models()
+# what each run adds to the tiny config: nothing; or class labels and ADA-driven augmentation, whose p moves
+# every step here (recipe state that a resume must restore, and random numbers it must replay)
+EXTRAS = {"plain": [],
+          "conditional-ada": [{"arch": {"num_classes": 10},
+                               "recipe": {"augment": "color,translation,cutout", "ada": True, "ada_interval": 1,
+                                          "ada_kimg": 0.1, "ada_target": 0.1}}]}
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
-@pytest.mark.parametrize("model", ["gan", "dcgan"])
-def test_stop_and_resume_is_bit_identical(model, device, fake_fashion, tmp_path):
+@pytest.mark.parametrize("extra", list(EXTRAS))
+@pytest.mark.parametrize("model", MODELS)
+def test_stop_and_resume_is_bit_identical(model, extra, device, fake_fashion, tmp_path):
     # gan has dropout (global RNG), dcgan has batch norm and channels_last: both kinds of state must resume.
     # On CUDA the promise needs train.deterministic (deterministic cuDNN kernels); on CPU it always holds.
     opts = {"device": device, "deterministic": device == "cuda"}
-    full = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, sample_every=4, **opts))
-    train(full, tmp_path / "full", progress=False)
-    part = C.resolve(model, tiny_layers(model, steps=5, checkpoint_every=3, sample_every=4, **opts))
+    layers = lambda steps, **kw: tiny_layers(model, steps=steps, checkpoint_every=3, sample_every=4, **opts,  # noqa
+                                            **kw) + EXTRAS[extra]
+    train(C.resolve(model, layers(9)), tmp_path / "full", progress=False)
+    part = C.resolve(model, layers(5))
     train(part, tmp_path / "part", progress=False)
     part.train.steps = 9
     train(part, tmp_path / "part", resume=True, progress=False)
     assert_identical(list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "part")[-1])
+    if extra == "conditional-ada":  # the recipe state really moved, and went through the checkpoint
+        header = read_header(list_checkpoints(tmp_path / "part")[-1])
+        assert header["recipe_state"]["ada"]["p"] > 0
     # and it is not trivially equal: a different seed gives different weights
-    other = C.resolve(model, tiny_layers(model, steps=9, checkpoint_every=3, seed=1, **opts))
-    train(other, tmp_path / "other", progress=False)
+    train(C.resolve(model, layers(9, seed=1)), tmp_path / "other", progress=False)
     with pytest.raises(AssertionError):
         assert_identical(list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "other")[-1])
+
+
+def test_a_schedule_that_changes_the_batch_size_counts_images_and_resumes_exactly(fake_fashion, tmp_path,
+                                                                                  monkeypatch):
+    from ganforge.recipes import Schedule
+    from ganforge.recipes.unconditional import Unconditional
+
+    def schedule(self, nimg):  # 8 images a step until 40 have been shown, then 4
+        return Schedule(16, 8 if nimg < 40 else 4)
+
+    monkeypatch.setattr(Unconditional, "schedule", schedule)
+    layers = lambda steps: tiny_layers("dcgan", steps=steps, checkpoint_every=3, sample_every=0)  # noqa: E731
+    train(C.resolve("dcgan", layers(9)), tmp_path / "full", progress=False)
+    part = C.resolve("dcgan", layers(4))
+    train(part, tmp_path / "part", progress=False)
+    part.train.steps = 9
+    train(part, tmp_path / "part", resume=True, progress=False)
+    full, resumed = list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "part")[-1]
+    assert_identical(full, resumed)
+    assert read_header(full)["nimg"] == 5 * 8 + 4 * 4  # the loop counts images shown, not steps x batch
+    rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in rows if "nimg" in r][-1] == 56
+
+
+def _class_folder(root: Path, n: int = 40) -> Path:
+    """PNGs in two class subfolders, of mixed sizes and modes (grey, RGB, RGBA)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cls = root / ("cats" if i % 2 else "dogs")
+        cls.mkdir(parents=True, exist_ok=True)
+        size = int(rng.integers(20, 40))
+        arr = rng.integers(0, 255, (size, size + 3, 3), dtype=np.uint8)
+        mode = ("RGB", "L", "RGBA")[i % 3]
+        img = Image.fromarray(arr).convert(mode)
+        img.save(cls / f"{i:03d}.png")
+    return root
+
+
+def test_streamed_data_trains_exactly_like_in_memory_data_and_resumes_exactly(tmp_path):
+    folder = _class_folder(tmp_path / "photos")
+    layers = lambda steps, stream: tiny_layers("dcgan", steps=steps, checkpoint_every=3, sample_every=0) + [  # noqa
+        {"data": {"name": str(folder), "stream": stream, "workers": 1}}]
+    train(C.resolve("dcgan", layers(7, "never")), tmp_path / "memory", progress=False)
+    train(C.resolve("dcgan", layers(7, "always")), tmp_path / "streamed", progress=False)
+    # the same pixels in the same order, whether read at start or by DataLoader workers during training
+    assert_identical(list_checkpoints(tmp_path / "memory")[-1], list_checkpoints(tmp_path / "streamed")[-1])
+    part = C.resolve("dcgan", layers(4, "always"))
+    train(part, tmp_path / "part", progress=False)  # 4 steps of 8 out of 40 images: resumes mid-epoch
+    part.train.steps = 7
+    train(part, tmp_path / "part", resume=True, progress=False)
+    assert_identical(list_checkpoints(tmp_path / "memory")[-1], list_checkpoints(tmp_path / "part")[-1])
 
 
 def _train_cmd(run: Path, steps: int, resume: bool = False) -> list[str]:

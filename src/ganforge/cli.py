@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sample-every", type=int)
     t.add_argument("--eval-every", type=int, help="FID/KID every N steps (keeps checkpoints/best.safetensors)")
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--class-conditional", action="store_true",
+                   help="condition G and D on the data's classes (named datasets, or a folder's class subfolders)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="write samples of a trained model")
@@ -84,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("png", "npz"), default="png")
     s.add_argument("--grid", action="store_true", help="also write grid.png")
     s.add_argument("--force", action="store_true", help="overwrite existing files")
-    s.add_argument("--class", dest="cls", type=int, help="class label (class-conditional models)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--class", dest="cls", help="class index or name (class-conditional models)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
     i = sub.add_parser("interpolate", help="a walk between seeds' latents, as a GIF or a strip")
     i.add_argument("run", metavar="RUN_OR_CKPT")
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3])
     i.add_argument("--steps", type=_positive_int, default=8, help="images per segment")
     i.add_argument("--method", choices=("slerp", "lerp"), default="slerp")
+    i.add_argument("--class", dest="cls", help="class index or name (class-conditional models; default: 0)")
+    i.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     i.add_argument("--force", action="store_true")
 
     v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON)")
@@ -108,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--kid-subset-size", type=_positive_int, default=1000)
     v.add_argument("--inception-weights", help="path to torch-fidelity's Inception weights file")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--device", default="cpu")
+    v.add_argument("--device", default="auto", help="auto, cpu, cuda (the first GPU)")
 
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
@@ -157,6 +161,8 @@ def _train_layers(args) -> list[dict]:
                       ("device", "device")]:
         if getattr(args, attr) is not None:
             flags["train"][key] = getattr(args, attr)
+    if getattr(args, "class_conditional", False):
+        flags["arch"] = {"num_classes": -1}  # as many as the data has, resolved when it is loaded
     layers.append({k: v for k, v in flags.items() if v})
     if args.set:
         layers.append(config_mod.parse_set(args.set))
@@ -166,9 +172,12 @@ def _train_layers(args) -> list[dict]:
 def cmd_train(args) -> int:
     from . import config as config_mod
     from .registry import get_model
-    from .train.loop import prepare_run, train
+    from .train.loop import train
+    from .train.run import prepare_run
 
-    get_model(args.model)  # unknown model: a clear error before anything else
+    spec = get_model(args.model)  # unknown model: a clear error before anything else
+    if args.class_conditional and not hasattr(spec.config_cls(), "num_classes"):
+        raise GanforgeError(f"{args.model} has no class-conditional form")
     layers = _train_layers(args)
     if args.resume and not args.out:
         raise GanforgeError("--resume needs --out RUN_DIR: the run to continue")
@@ -208,19 +217,18 @@ def cmd_sample(args) -> None:
     import numpy as np
 
     from .sampling import load
-    from .viz import save_grid, save_images, to_uint8
+    from .viz import save_grid, save_images, to_hwc_uint8
 
-    if args.cls is not None:
-        raise GanforgeError("--class needs a class-conditional model; this one is unconditional")
     gen = load(args.run, device=args.device)
-    z = gen.latents(args.n, seed=args.seed, truncation=args.truncation)
-    images = gen.generate(z)
+    inputs = gen.inputs(args.n, seed=args.seed, truncation=args.truncation, labels=args.cls)
+    images = gen.generate(inputs)
     out = Path(args.out)
     if args.format == "npz":
         path = out if out.suffix == ".npz" else out / "samples.npz"
         _check_free([path], args.force)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, images=to_uint8(images), z=z.numpy())  # images: [N, H, W, C] uint8
+        extra = {"labels": inputs["c"].numpy()} if "c" in inputs else {}
+        np.savez_compressed(path, images=to_hwc_uint8(images), z=inputs["z"].numpy(), **extra)  # images: [N, H, W, C]
         print(f"{args.n} samples -> {path}")
         return
     if out.suffix:
@@ -241,8 +249,13 @@ def cmd_interpolate(args) -> None:
     if out.suffix.lower() not in (".gif", ".png"):
         raise GanforgeError(f"--out must end in .gif or .png, got {out}")
     _check_free([out], args.force)
-    gen = load(args.run)
-    images = gen.generate(interpolation_latents(gen, args.seeds, args.steps, args.method))
+    gen = load(args.run, device=args.device)
+    labels = None
+    if gen.conditional:
+        labels = args.cls if args.cls is not None else 0
+    elif args.cls is not None:
+        gen.class_index(args.cls)  # the clear error: this model takes no class
+    images = gen.generate(interpolation_latents(gen, args.seeds, args.steps, args.method), labels=labels)
     if out.suffix.lower() == ".png":
         save_grid(images, out, nrow=args.steps)
     else:
@@ -253,7 +266,7 @@ def cmd_interpolate(args) -> None:
 def cmd_eval(args) -> None:
     from .metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 
-    from .train.loop import pick_device
+    from .train.device import pick_device
 
     device = pick_device(args.device)
     if device.type == "cuda" and device.index not in (None, 0):

@@ -26,6 +26,9 @@ class DataConfig:
     name: str = "fashion-mnist"  # a dataset name (`ganforge data list`) or a folder path
     resolution: int = 0          # 0 = the model's paper resolution (28 for gan, 32 for dcgan)
     channels: int = 0            # 0 = as the data is (grey stays grey); 1 or 3 to force
+    stream: str = "auto"         # folders: auto (streamed from disk when larger than memory_mb), always, never
+    memory_mb: float = 4096      # in-memory budget for a folder and its cached resolutions
+    workers: int = -1            # DataLoader workers for streamed folders (-1 = min(4, CPU cores))
 
 
 @dataclass
@@ -38,7 +41,11 @@ class TrainConfig:
     optimizer: str = "adam"      # adam | sgd
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam's; for sgd, betas[0] is the momentum
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's; for sgd, betas[0] is the (starting) momentum
+    lr_decay: float = 1.0        # sgd: the learning rate is divided by this every step ...
+    lr_min: float = 0.0          # ... down to this (the 2014 GAN: 1.000004 and 1e-6)
+    momentum_final: float = 0.0  # sgd: momentum grows linearly from betas[0] to this (0 = constant) ...
+    momentum_ramp_kimg: float = 0.0  # ... over this many thousand images
     ema: bool = True             # keep an exponential moving average of G (Karras et al. 2018) for sampling
     ema_kimg: float = 10.0       # EMA half-life in thousands of images (StyleGAN2-ADA's default)
     ema_rampup: float = 0.05     # early on, half-life <= this fraction of images seen, so the EMA is not stale
@@ -59,13 +66,17 @@ class TrainConfig:
     eval_extractor: str = ""     # "" = the domain classifier where the data has one, else inception-v3-compat
 
 
+CONFIG_VERSION = 2  # 2: the recipe section, data.stream/memory_mb/workers, arch.num_classes (dcgan: kernel_size)
+
+
 @dataclass
 class RunConfig:
     model: str = "dcgan"
     arch: Any = None             # the family's config dataclass (see `ganforge models`)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    version: int = 1             # config schema version, checked on load
+    recipe: Any = None           # the recipe's config dataclass (how the family trains: augmentation, ...)
+    version: int = CONFIG_VERSION  # config schema version, checked on load
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -202,8 +213,8 @@ def preset_path(model: str, data: str) -> Path:
 
 def resolve(model: str, layers: list[dict]) -> RunConfig:
     """Build a RunConfig for `model` from override layers (lowest priority first)."""
+    cfg = new_config(model)
     spec = get_model(model)
-    cfg = RunConfig(model=model, arch=spec.config_cls())
     defaults = dict(spec.train_defaults)
     if "resolution" in defaults:
         cfg.data.resolution = defaults.pop("resolution")
@@ -217,6 +228,9 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
     merged.pop("model", None)
     apply_dict(cfg, merged)
     train_given = merged.get("train") or {}
+    if cfg.train.optimizer in spec.optimizer_defaults:  # e.g. the 2014 GAN's SGD settings, unless set here
+        apply_dict(cfg.train, {k: v for k, v in spec.optimizer_defaults[cfg.train.optimizer].items()
+                               if k not in train_given}, "train.")
     if cfg.train.minutes > 0 and "steps" not in train_given:
         cfg.train.steps = 0  # a time budget alone: the clock decides, not the default step count
     data_path = Path(cfg.data.name).expanduser()
@@ -251,9 +265,14 @@ def validate(cfg: RunConfig) -> None:
                  "train.sample_every": t.sample_every}.items():
         if not (v >= 0 and math.isfinite(v)):  # `not >=` also catches NaN
             raise GanforgeError(f"{k} must be a finite number >= 0, got {v}")
+    if not (t.lr_decay >= 1 and math.isfinite(t.lr_decay)) or not (0 <= t.lr_min < math.inf):
+        raise GanforgeError(f"train.lr_decay must be >= 1 and train.lr_min >= 0, got {t.lr_decay}, {t.lr_min}")
+    if not 0 <= t.momentum_final < 1 or not (0 <= t.momentum_ramp_kimg < math.inf):
+        raise GanforgeError(f"train.momentum_final must lie in [0, 1) and train.momentum_ramp_kimg be >= 0, got "
+                            f"{t.momentum_final}, {t.momentum_ramp_kimg}")
     if not all(0 <= b < 1 for b in t.betas):
         raise GanforgeError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
-    from .train.loop import pick_device
+    from .train.device import pick_device
 
     pick_device(t.device)
     if not 0 <= t.seed < 2**63:
@@ -270,7 +289,30 @@ def validate(cfg: RunConfig) -> None:
         raise GanforgeError(f"data.channels must be 0 (as the data is), 1 or 3, got {d.channels}")
     if d.resolution < 4:
         raise GanforgeError(f"data.resolution must be >= 4, got {d.resolution}")
+    if d.stream not in ("auto", "always", "never"):
+        raise GanforgeError(f"data.stream must be auto, always or never, got {d.stream!r}")
+    if not (d.memory_mb > 0 and math.isfinite(d.memory_mb)):
+        raise GanforgeError(f"data.memory_mb must be a finite number > 0, got {d.memory_mb}")
+    if d.workers < -1:
+        raise GanforgeError(f"data.workers must be >= 0, or -1 for automatic, got {d.workers}")
+    _check_recipe(cfg)
     _check_architecture(cfg)
+
+
+def _check_recipe(cfg: RunConfig) -> None:
+    from .augment import parse_policy
+
+    r = cfg.recipe
+    if hasattr(r, "augment"):
+        try:
+            parse_policy(r.augment)
+        except ValueError as e:
+            raise GanforgeError(f"recipe.augment: {e}") from None
+        if not 0 <= r.augment_p <= 1:
+            raise GanforgeError(f"recipe.augment_p must lie in [0, 1], got {r.augment_p}")
+        if not 0 < r.ada_target < 1 or not r.ada_kimg > 0 or r.ada_interval < 1:
+            raise GanforgeError(f"recipe.ada_target must lie in (0, 1), recipe.ada_kimg be > 0 and "
+                                f"recipe.ada_interval >= 1; got {r.ada_target}, {r.ada_kimg}, {r.ada_interval}")
 
 
 def _check_architecture(cfg: RunConfig) -> None:
@@ -279,25 +321,51 @@ def _check_architecture(cfg: RunConfig) -> None:
     import torch
 
     spec = get_model(cfg.model)
+    arch = cfg.arch
+    if getattr(arch, "num_classes", 0) == -1:  # "as many as the data has": known once the data is loaded
+        arch = dataclasses.replace(arch, num_classes=10)
     try:
         with torch.device("meta"):
-            spec.build(cfg.arch, cfg.data.resolution, cfg.data.channels or 1)
+            spec.build(arch, cfg.data.resolution, cfg.data.channels or 1)
     except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as e:
         raise GanforgeError(f"{cfg.model} cannot be built with this config at {cfg.data.resolution}px: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
+def new_config(model: str) -> RunConfig:
+    """A RunConfig of `model` with its family's and its recipe's config sections at their defaults."""
+    from .recipes import RECIPES
+
+    spec = get_model(model)
+    return RunConfig(model=model, arch=spec.config_cls(), recipe=RECIPES[spec.recipe].config_cls())
+
+
+# What a saved config of an older version meant, in today's keys: defaults that changed since are pinned to
+# the old behaviour, so an old run samples and resumes as it trained.
+MIGRATIONS = {
+    1: {"recipe": {"augment": ""}, "arch": {"kernel_size": 4}},  # 0.1: no augmentation; dcgan's 4x4 kernels
+}
+
+
 def from_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig saved by `to_dict` (config.yaml, checkpoint metadata)."""
-    if d.get("version", 1) != 1:
-        raise GanforgeError(f"config version {d.get('version')} is newer than this ganforge understands")
+    """Rebuild a RunConfig saved by `to_dict` (config.yaml, checkpoint metadata), migrating older versions."""
     if not isinstance(d, dict) or not isinstance(d.get("model"), str):
         raise GanforgeError("the saved config names no model: it is damaged")
+    version = d.get("version", 1)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise GanforgeError(f"config version {version} is newer than this ganforge understands (it reads up to "
+                            f"{CONFIG_VERSION}); upgrade ganforge")
+    if version < 1:
+        raise GanforgeError(f"config version {version} is not a ganforge config version")
     d = dict(d)
     model = d.pop("model")
     d.pop("version", None)
-    spec = get_model(model)
-    cfg = RunConfig(model=model, arch=spec.config_cls())
+    cfg = new_config(model)
+    for v in range(version, CONFIG_VERSION):
+        for section, values in MIGRATIONS.get(v, {}).items():
+            target = getattr(cfg, section)
+            known = {f.name for f in dataclasses.fields(target)}
+            apply_dict(target, {k: x for k, x in values.items() if k in known}, f"{section}.")
     apply_dict(cfg, d)
     return cfg
 

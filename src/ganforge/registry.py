@@ -23,6 +23,8 @@ class ModelSpec:
     paper: str                             # "Authors Year, Title, link"
     recipe: str = "unconditional"          # how the family trains (see ganforge.recipes)
     train_defaults: dict[str, Any] = field(default_factory=dict)  # paper's optimiser and loss
+    optimizer_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per train.optimizer: the
+                                           # paper's settings for it (unless the user sets them)
     resolutions: tuple[int, ...] = ()      # resolutions the paper uses (others may still build)
 
 

@@ -10,17 +10,31 @@ from pathlib import Path
 import torch
 
 from . import config as config_mod
+from .recipes import RECIPES, capabilities, chunks, to_device
 from .registry import GanforgeError, get_model
 from .train.checkpoint import read_header, read_tensors, resolve_checkpoint
 
 
 class Generator:
-    """A trained generator, ready to sample: `ganforge.load(path).sample(16, seed=0)`."""
+    """A trained generator, ready to sample: `ganforge.load(path).sample(16, seed=0)`.
 
-    def __init__(self, net: torch.nn.Module, cfg, channels: int, source: Path, step: int | None):
-        self.net, self.cfg, self.channels, self.source, self.step = net, cfg, channels, source, step
+    Every random input G takes (z, labels, per-pixel noise) comes from the recipe's `inputs`, drawn from one
+    seeded generator: the same seed gives the same image. What the model can do (`conditional`,
+    `has_mapping`, `translates`) is read from the network, never from the family's name.
+    """
+
+    def __init__(self, net: torch.nn.Module, recipe, cfg, channels: int, source: Path, step: int | None,
+                 classes: tuple[str, ...] = ()):
+        self.net, self.recipe, self.cfg, self.channels, self.source, self.step = net, recipe, cfg, channels, source, step
         self.z_dim: int = net.z_dim
         self.resolution: int = cfg.data.resolution
+        self.capabilities = capabilities(net)
+        self.num_classes: int = self.capabilities["num_classes"]
+        self.classes = tuple(classes) or tuple(str(i) for i in range(self.num_classes))
+
+    @property
+    def conditional(self) -> bool:
+        return self.capabilities["conditional"]
 
     @property
     def device(self) -> torch.device:
@@ -31,14 +45,26 @@ class Generator:
         return self
 
     def __repr__(self) -> str:
+        cond = f", {self.num_classes} classes" if self.conditional else ""
         return (f"Generator({self.cfg.model}, {self.channels}x{self.resolution}x{self.resolution}, "
-                f"z_dim={self.z_dim}, step={self.step}, from {self.source})")
+                f"z_dim={self.z_dim}{cond}, step={self.step}, from {self.source})")
 
-    def latents(self, n: int, seed: int | None = 0, truncation: float | None = None) -> torch.Tensor:
-        """n latent vectors from N(0, I). `truncation` T resamples every coordinate with |z| > T (the
-        truncation trick of BigGAN, Brock et al. 2019): less variety, more typical images."""
-        if n < 1:
-            raise GanforgeError(f"need at least one sample, got n={n}")
+    def class_index(self, c: int | str) -> int:
+        """A class given by index or by name -> its index; a clear error for an unconditional model."""
+        if not self.conditional:
+            raise GanforgeError(f"this {self.cfg.model} model is unconditional: it takes no class (train one with "
+                                f"--class-conditional on data with classes)")
+        if isinstance(c, str) and not c.lstrip("-").isdigit():
+            if c not in self.classes:
+                raise GanforgeError(f"unknown class {c!r}; the model's classes: {', '.join(self.classes)}")
+            return self.classes.index(c)
+        i = int(c)
+        if not 0 <= i < self.num_classes:
+            raise GanforgeError(f"class {i} is out of range: the model has {self.num_classes} classes "
+                                f"(0..{self.num_classes - 1}: {', '.join(self.classes)})")
+        return i
+
+    def _generator(self, seed: int | None) -> torch.Generator:
         g = torch.Generator()
         if seed is None:
             g.seed()
@@ -46,41 +72,64 @@ class Generator:
             raise GanforgeError(f"seed must be in [0, 2**63), got {seed}")
         else:
             g.manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=g)
-        if truncation is not None:
-            if not truncation > 0:
-                raise GanforgeError(f"truncation must be > 0, got {truncation}")
-            for _ in range(1000):
-                bad = z.abs() > truncation
-                if not bad.any():
-                    break
-                z[bad] = torch.randn(int(bad.sum()), generator=g)
-            z.clamp_(-truncation, truncation)
-        return z
+        return g
+
+    def inputs(self, n: int, seed: int | None = 0, truncation: float | None = None,
+               labels: int | str | list | torch.Tensor | None = None) -> dict:
+        """Everything G takes for n samples, from one seed. `truncation` T resamples every coordinate of z with
+        |z| > T (BigGAN's truncation trick): less variety, more typical images. `labels`: one class (index or
+        name) for all, or one per sample; a conditional model draws them uniformly when none are given."""
+        if n < 1:
+            raise GanforgeError(f"need at least one sample, got n={n}")
+        if truncation is not None and not truncation > 0:
+            raise GanforgeError(f"truncation must be > 0, got {truncation}")
+        if labels is not None:
+            items = labels.tolist() if torch.is_tensor(labels) else labels
+            items = items if isinstance(items, (list, tuple)) else [items]
+            if len(items) not in (1, n):
+                raise GanforgeError(f"give one label or one per sample ({n}), got {len(items)}")
+            labels = torch.tensor([self.class_index(c) for c in items], dtype=torch.int64)
+        return self.recipe.inputs(n, self._generator(seed), labels=labels, truncation=truncation)
+
+    def latents(self, n: int, seed: int | None = 0, truncation: float | None = None) -> torch.Tensor:
+        """n latent vectors z [n, z_dim] from N(0, I), the same as `inputs(...)["z"]` for that seed."""
+        return self.inputs(n, seed, truncation)["z"]
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Latents [N, z_dim] -> images [N, C, H, W] in [-1, 1] (float32, on the CPU)."""
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise GanforgeError(f"latents must have shape [N, {self.z_dim}], got {list(z.shape)}")
-        out = [self.net(chunk.to(self.device)).float().cpu() for chunk in z.split(batch_size)]
+    def generate(self, inputs: dict | torch.Tensor, labels=None, batch_size: int = 256) -> torch.Tensor:
+        """G's inputs (a dict from `inputs`, or latents z [N, z_dim]) -> images [N, C, H, W] in [-1, 1]
+        (float32, on the CPU). With bare latents, a conditional model needs `labels`."""
+        if torch.is_tensor(inputs):
+            z = inputs
+            if z.ndim != 2 or z.shape[1] != self.z_dim:
+                raise GanforgeError(f"latents must have shape [N, {self.z_dim}], got {list(z.shape)}")
+            if self.conditional and labels is None:
+                raise GanforgeError(f"this model is class-conditional: pass labels (one of {self.num_classes} "
+                                    f"classes) with the latents")
+            extra = self.inputs(len(z), 0, labels=labels) if (self.conditional or self.capabilities["noise"]) else {}
+            inputs = {**extra, "z": z}
+        out = [self.net(**to_device(part, self.device)).float().cpu() for part in chunks(inputs, batch_size)]
         return torch.cat(out)
 
-    def sample(self, n: int, seed: int | None = 0, truncation: float | None = None) -> torch.Tensor:
-        return self.generate(self.latents(n, seed, truncation))
+    def sample(self, n: int, seed: int | None = 0, truncation: float | None = None, labels=None) -> torch.Tensor:
+        return self.generate(self.inputs(n, seed, truncation, labels))
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True) -> Generator:
+def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = True) -> Generator:
     """Load the generator of a run directory (its newest checkpoint), a checkpoint, or an exported model.
 
     Reads only the generator's weights (G_ema where the run kept one), through safetensors: no code runs.
+    Files of every format this version knows (1: ganforge 0.1; 2: now) load; others fail naming their version.
     """
-    from .train.loop import pick_device
+    from .train.device import pick_device
 
     device = pick_device(str(device))
     ckpt = resolve_checkpoint(path)
     header = read_header(ckpt)
-    cfg = config_mod.from_dict(header["config"])
+    try:
+        cfg = config_mod.from_dict(header["config"])
+    except GanforgeError as e:
+        raise GanforgeError(f"{ckpt} (format {header.get('format_version')}): {e}") from None
     spec = get_model(cfg.model)
     channels = header["data_channels"]
     G, _ = spec.build(cfg.arch, cfg.data.resolution, channels)
@@ -92,10 +141,11 @@ def load(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = T
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
-        raise GanforgeError(f"{ckpt}: weights do not fit the {cfg.model} architecture in its config: "
-                            f"{str(e).splitlines()[0]}") from None
+        raise GanforgeError(f"{ckpt} (format {header.get('format_version')}): weights do not fit the {cfg.model} "
+                            f"architecture in its config: {str(e).splitlines()[0]}") from None
     G.eval().requires_grad_(False).to(device)
-    return Generator(G, cfg, channels, ckpt, header.get("step"))
+    recipe = RECIPES[spec.recipe](G, None, cfg)
+    return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()))
 
 
 def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
@@ -109,10 +159,10 @@ def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) ->
     out = Path(out)
     if out.exists() and not overwrite:
         raise GanforgeError(f"{out} exists; choose another --out or pass --force")
-    gen = load(run_or_ckpt)
+    gen = load(run_or_ckpt, device="cpu")
     tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in gen.net.state_dict().items()}
     header = {"format": "ganforge-model", "format_version": FORMAT_VERSION, "step": gen.step, "nets": ["G"],
-              "config": gen.cfg.to_dict(), "data_channels": gen.channels}
+              "config": gen.cfg.to_dict(), "data_channels": gen.channels, "classes": list(gen.classes)}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, st_save(tensors, metadata={"ganforge": json.dumps(header)}))
     return out

@@ -9,25 +9,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
+GIF_GREY_COLOURS = 64     # adaptive grey levels: a sample grid looks the same as with 256, and the GIF is far smaller
+GIF_COLOUR_COLOURS = 256  # colour needs the whole GIF palette (and dithering) to stay free of banding
+GIF_PALETTE_FRAMES = 8    # frames the shared palette is fitted on, evenly spread over the film, last included
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] floats in [-1, 1] -> [N, H, W, C] uint8."""
-    x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+
+def _uint8_nchw(images: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] floats in [-1, 1] -> uint8 [N, C, H, W] on the CPU."""
+    return images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+def to_hwc_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] floats in [-1, 1] -> [N, H, W, C] uint8 (what PIL and .npz files want)."""
+    return _uint8_nchw(images).permute(0, 2, 3, 1).numpy()
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
-    """A grid of images as one HxWxC uint8 array (white padding, so dark samples stay visible)."""
-    arr = to_uint8(images)
-    n, h, w, c = arr.shape
+    """A grid of images as one HxWxC uint8 array, `nrow` images per row (default: square-ish), with white
+    padding so dark samples stay visible. torchvision's make_grid lays it out."""
+    from torchvision.utils import make_grid as tv_make_grid
+
+    x = _uint8_nchw(images)  # [N, C, H, W]
+    n, c = x.shape[:2]
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    ncol = int(math.ceil(n / nrow))
-    grid = np.full((ncol * (h + padding) + padding, nrow * (w + padding) + padding, c), 255, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + q * (w + padding)
-        grid[y: y + h, x: x + w] = arr[i]
-    return grid
+    grid = tv_make_grid(x, nrow=nrow, padding=padding, pad_value=255)  # [3 or C, H', W']
+    if n == 1 and padding:  # torchvision returns a lone image as it is; a grid of one keeps its frame
+        grid = torch.nn.functional.pad(grid, (padding,) * 4, value=255)
+    return grid[:c].permute(1, 2, 0).numpy()  # grey comes back as 3 equal channels: keep one
 
 
 def _image(arr: np.ndarray, scale: int = 1):
@@ -57,21 +65,48 @@ def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, arr in enumerate(to_uint8(images)):
+    for i, arr in enumerate(to_hwc_uint8(images)):
         p = folder / f"{start + i:06d}.png"
         _image(arr).save(p)
         paths.append(p)
     return paths
 
 
-def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_hold: int = 10) -> Path:
+def _write_gif(frames: list, path: Path, duration_ms: int, last_hold: int, scale: int = 1) -> Path:
+    """PIL frames (mode L or RGB) -> an animated GIF, written atomically, on one adaptive palette.
+
+    The palette is fitted once on a few frames and shared, so colours do not flicker between frames and
+    Pillow's optimiser can store each frame as its difference from the last. Frames are quantised at their
+    own size and then scaled up (nearest), so any dithering stays at the image's pixel size."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scale = _auto_scale(frames[0])
-    imgs = [_image(f, scale) for f in frames]
-    imgs += [imgs[-1]] * last_hold  # rest on the final frame
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0)
+    grey = all(f.mode == "L" for f in frames)
+    rgb = [f.convert("RGB") for f in frames]
+    picks = sorted(set(np.linspace(0, len(rgb) - 1, min(len(rgb), GIF_PALETTE_FRAMES)).round().astype(int)))
+    width, height = max(rgb[i].width for i in picks), sum(rgb[i].height for i in picks)
+    mosaic = Image.new("RGB", (width, height))
+    y = 0
+    for i in picks:
+        mosaic.paste(rgb[i], (0, y))
+        y += rgb[i].height
+    palette = mosaic.quantize(colors=GIF_GREY_COLOURS if grey else GIF_COLOUR_COLOURS, method=Image.Quantize.MEDIANCUT)
+    dither = Image.Dither.NONE if grey else Image.Dither.FLOYDSTEINBERG  # grey: 64 levels need no dither
+    indexed = [f.quantize(palette=palette, dither=dither) for f in rgb]
+    if scale > 1:
+        indexed = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in indexed]
+    durations = [duration_ms] * (len(indexed) - 1) + [duration_ms * (1 + last_hold)]  # rest on the final frame
+    tmp = path.with_name(f".{path.name}.tmp")
+    indexed[0].save(tmp, format="GIF", save_all=True, append_images=indexed[1:], duration=durations, loop=0,
+                    optimize=True)
+    os.replace(tmp, path)  # a kill mid-write never leaves a truncated GIF behind
     return path
+
+
+def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_hold: int = 10) -> Path:
+    """HxWxC uint8 frames (as make_grid returns) -> an animated GIF about 512 px on screen."""
+    return _write_gif([_image(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]))
 
 
 def build_progress_gif(samples_dir: Path, max_frames: int = 60) -> Path | None:
@@ -89,14 +124,12 @@ def build_progress_gif(samples_dir: Path, max_frames: int = 60) -> Path | None:
     for p in grids:
         try:
             with Image.open(p) as im:
-                frames.append(im.convert("RGB"))
+                frames.append(im.convert("L") if im.mode == "L" else im.convert("RGB"))
         except OSError:  # a grid damaged by a crash in an older version: leave it out of the film
             continue
     if not frames:
         return None
-    out = samples_dir / "progress.gif"
-    tmp = samples_dir / ".progress.gif.tmp"
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:] + [frames[-1]] * 10, duration=150,
-                   loop=0)
-    os.replace(tmp, out)
-    return out
+    # the grids are already at screen size (save_grid scaled them): no further scaling
+    return _write_gif(frames, samples_dir / "progress.gif", duration_ms=150, last_hold=10)
+
+

@@ -148,6 +148,13 @@ def _to_array(img, channels: int | None):
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def _native_channels(mode: str, info: dict) -> int:
+    """The channels `_to_array(img, None)` gives an image of this mode, known from its header alone."""
+    if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
+        return 1
+    return 3
+
+
 def _square_resize(arr: np.ndarray, resolution: int) -> np.ndarray:
     """Centre-crop to a square, then resize with antialiasing (area-correct when shrinking)."""
     from PIL import Image
@@ -164,38 +171,122 @@ def _square_resize(arr: np.ndarray, resolution: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def load_folder(path: Path, resolution: int, channels: int | None = None) -> tuple[torch.Tensor, dict]:
-    """Every image below `path` (recursively) as uint8 [N, C, R, R]. Unreadable files are skipped and
-    reported. `channels`: 1, 3, or None to pick 1 when every image is grey and 3 otherwise."""
-    from PIL import Image, UnidentifiedImageError
+_READ_ERRORS = None
 
+
+def _read_errors():
+    global _READ_ERRORS
+    if _READ_ERRORS is None:
+        from PIL import Image, UnidentifiedImageError
+
+        _READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+    return _READ_ERRORS
+
+
+def read_image(path: Path, resolution: int, channels: int, paired: bool = False) -> dict[str, np.ndarray]:
+    """One file -> {"image": HxWxC uint8 at `resolution`} (and "source" for a side-by-side A|B pair: the left
+    half is the source A, the right half the target B; the halves are never cropped into one square)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        arr = _to_array(img, channels)
+    if arr.shape[2] != channels:
+        arr = np.repeat(arr, channels, axis=2)
+    if not paired:
+        return {"image": _square_resize(arr, resolution)}
+    h, w = arr.shape[:2]
+    if w != 2 * h:
+        raise ValueError(f"{path.name} is {w}x{h}, not a side-by-side A|B pair (width twice the height)")
+    return {"source": _square_resize(arr[:, :h], resolution), "image": _square_resize(arr[:, h:], resolution)}
+
+
+@dataclass
+class FolderIndex:
+    """What a folder holds, found without decoding it: files (or A/B pairs), class labels, channels."""
+    root: Path
+    files: list                   # Path, or (Path, Path) for A/ and B/ subfolders of matching names
+    labels: list[int] | None
+    classes: tuple[str, ...]
+    channels: int
+    paired: str = ""              # "" | "side-by-side" | "folders"
+    skipped: list[str] | None = None
+
+    def nbytes(self, resolution: int) -> int:
+        fields = 2 if self.paired else 1
+        return len(self.files) * fields * self.channels * resolution * resolution
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def index_folder(path: Path, channels: int | None = None, paired: bool = False) -> FolderIndex:
+    """List a folder's images. Subfolders are classes (as torchvision's ImageFolder) when every image lies in
+    one of at least two subfolders. For paired data (pix2pix): subfolders A/ and B/ of matching file names,
+    else side-by-side A|B images. Files whose header cannot be read are skipped and reported."""
+    from PIL import Image
+
+    path = Path(path)
     if not path.is_dir():
         raise GanforgeError(f"{path} is not a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if paired and (path / "A").is_dir() and (path / "B").is_dir():
+        a = {p.relative_to(path / "A").with_suffix(""): p for p in _image_files(path / "A")}
+        b = {p.relative_to(path / "B").with_suffix(""): p for p in _image_files(path / "B")}
+        common = sorted(set(a) & set(b))
+        if not common:
+            raise GanforgeError(f"{path}: A/ and B/ share no file names; paired data needs matching names")
+        files, mode = [(a[k], b[k]) for k in common], "folders"
+        probe = [p for pair in files for p in pair]
+    else:
+        files = _image_files(path)
+        mode = "side-by-side" if paired else ""
+        probe = files
     if not files:
         raise GanforgeError(f"no images in {path} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
-    arrays, bad = [], []
-    for f in files:
+    bad, grey, ok = [], True, set()
+    for f in probe:
         try:
             with Image.open(f) as img:
-                img.load()
-                # resize at once: a folder of large photos must not sit in memory at full size
-                arrays.append(_square_resize(_to_array(img, channels), resolution))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                if paired and mode == "side-by-side" and img.size[0] != 2 * img.size[1]:
+                    raise GanforgeError(
+                        f"{f} is {img.size[0]}x{img.size[1]}: paired data needs side-by-side A|B images (width "
+                        f"twice the height) or subfolders A/ and B/ of matching names")
+                img.verify()  # reads the file through: a truncated or corrupt one is found now, not mid-training
+                grey = grey and _native_channels(img.mode, img.info) == 1
+            ok.add(f)
+        except _read_errors() as e:
             bad.append(f"{f.name} ({type(e).__name__})")
-    if not arrays:
-        raise GanforgeError(f"none of the {len(files)} image files in {path} could be read: {', '.join(bad[:5])}")
+    files = [f for f in files if (all(p in ok for p in f) if isinstance(f, tuple) else f in ok)]
+    if not files:
+        raise GanforgeError(f"none of the {len(probe)} image files in {path} could be read: {', '.join(bad[:5])}")
+    labels, classes = None, ()
+    if mode != "folders":
+        tops = [f.relative_to(path).parts for f in files]
+        if all(len(t) > 1 for t in tops) and len({t[0] for t in tops}) >= 2:
+            classes = tuple(sorted({t[0] for t in tops}))
+            lookup = {c: i for i, c in enumerate(classes)}
+            labels = [lookup[t[0]] for t in tops]
     if channels is None:
-        channels = 1 if all(a.shape[2] == 1 for a in arrays) else 3
-    out = np.empty((len(arrays), resolution, resolution, channels), dtype=np.uint8)
-    for i, a in enumerate(arrays):
-        out[i] = np.repeat(a, channels, axis=2) if a.shape[2] != channels else a
+        channels = 1 if grey else 3
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable file(s) of {len(files)} in {path}: "
+        warnings.warn(f"skipped {len(bad)} unreadable file(s) of {len(probe)} in {path}: "
                       f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", stacklevel=2)
-    report = {"source": str(path), "found": len(files), "loaded": len(arrays), "skipped": len(bad),
-              "skipped_files": bad}
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), report
+    return FolderIndex(path, files, labels, classes, channels, mode, bad)
+
+
+def read_item(index: FolderIndex, i: int, resolution: int) -> dict[str, np.ndarray]:
+    f = index.files[i]
+    if index.paired == "folders":
+        return {"source": read_image(f[0], resolution, index.channels)["image"],
+                "image": read_image(f[1], resolution, index.channels)["image"]}
+    return read_image(f, resolution, index.channels, paired=index.paired == "side-by-side")
+
+
+def load_folder(path: Path, resolution: int, channels: int | None = None) -> tuple[torch.Tensor, dict]:
+    """Every image below `path` (recursively) as uint8 [N, C, R, R] (eval's reference sets use this)."""
+    data = load_data(str(path), resolution, channels=channels, stream="never")
+    return data.images, data.report
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -223,52 +314,163 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float().mul_(2 / 255).sub_(1)
 
 
-@dataclass
-class ImageData:
-    """A dataset in memory: uint8 images [N, C, R, R] (labels where the source has them)."""
-    images: torch.Tensor
-    labels: torch.Tensor | None
-    name: str
-    source: str
-    classes: tuple[str, ...] = ()
-    report: dict | None = None
+IMAGE_KEYS = ("image", "source")  # batch keys that hold images (uint8 in the data, [-1, 1] floats in a batch)
 
+
+class ImageData:
+    """A dataset: images at a base resolution, served at any resolution on request, with labels where the
+    source has classes and a `source` image per item for paired data.
+
+    In memory (`fields` holds uint8 [N, C, R, R] per image key), lower resolutions are made by antialiased
+    resizing and cached while they fit in `budget` bytes. Streamed (`index` is a FolderIndex), items are read
+    from disk one by one (`item`), by DataLoader workers during training; the pixels are the same either way.
+    """
+
+    def __init__(self, name: str, source: str, *, fields: dict[str, torch.Tensor] | None = None,
+                 index: FolderIndex | None = None, resolution: int = 0, labels: torch.Tensor | None = None,
+                 classes: tuple[str, ...] = (), report: dict | None = None, budget: int = 2**31):
+        assert (fields is None) != (index is None)
+        self.name, self.source, self.classes, self.report = name, source, tuple(classes), report
+        self.fields, self.index, self.labels, self.budget = fields, index, labels, budget
+        if fields is not None:
+            first = fields["image"]
+            self._n, self._channels, self._resolution = first.shape[0], first.shape[1], first.shape[2]
+        else:
+            self._n, self._channels, self._resolution = len(index.files), index.channels, resolution
+        self._cache: dict[tuple[str, int], torch.Tensor] = {}
+
+    # -- what it is
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return self._n
 
     @property
     def channels(self) -> int:
-        return self.images.shape[1]
+        return self._channels
 
     @property
     def resolution(self) -> int:
-        return self.images.shape[2]
+        """The base resolution; `at` and `take` serve any other."""
+        return self._resolution
 
-    def batch(self, index: torch.Tensor) -> torch.Tensor:
-        """uint8 rows -> float [N, C, R, R] in [-1, 1]."""
-        return to_unit_range(self.images[index])
+    @property
+    def streamed(self) -> bool:
+        return self.index is not None
+
+    @property
+    def provides(self) -> set[str]:
+        keys = set(self.fields) if self.fields is not None else ({"image", "source"} if self.index.paired
+                                                                   else {"image"})
+        return keys | ({"label"} if self.labels is not None else set())
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All images at the base resolution (in-memory data only)."""
+        if self.fields is None:
+            raise GanforgeError(f"{self.name} is streamed from disk; it has no in-memory image tensor")
+        return self.fields["image"]
+
+    # -- serving
+    def at(self, resolution: int, key: str = "image") -> torch.Tensor:
+        """All of `key` at `resolution` (in memory), cached while the cache fits the memory budget."""
+        if self.fields is None:
+            raise GanforgeError(f"{self.name} is streamed from disk; read it in batches")
+        base = self.fields[key]
+        if resolution == self._resolution:
+            return base
+        hit = self._cache.get((key, resolution))
+        if hit is None:
+            hit = resize_uint8(base, resolution)
+            used = sum(t.numel() for t in self._cache.values()) + sum(t.numel() for t in self.fields.values())
+            if used + hit.numel() <= self.budget:
+                self._cache[(key, resolution)] = hit
+        return hit
+
+    def item(self, i: int, resolution: int) -> dict[str, torch.Tensor]:
+        """One streamed item: uint8 [C, R, R] per image key, and its label; the same pixels `take` gives."""
+        arrays = read_item(self.index, i, self._resolution)
+        out = {}
+        for k, a in arrays.items():
+            x = torch.from_numpy(np.array(a)).permute(2, 0, 1)  # a writable copy
+            out[k] = resize_uint8(x[None], resolution)[0] if resolution != self._resolution else x
+        if self.labels is not None:
+            out["label"] = self.labels[i]
+        return out
+
+    def take(self, index: torch.Tensor, resolution: int | None = None) -> dict[str, torch.Tensor]:
+        """Rows `index` as uint8 images [N, C, R, R] per image key (and int64 labels), on the CPU."""
+        resolution = resolution or self._resolution
+        if self.fields is not None:
+            out = {}
+            for k in self.fields:
+                cached = (k, resolution) in self._cache or resolution == self._resolution
+                out[k] = self.at(resolution, k)[index] if cached else resize_uint8(self.fields[k][index], resolution)
+            if self.labels is not None:
+                out["label"] = self.labels[index]
+            return out
+        items = [self.item(int(i), resolution) for i in index]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+    def batch(self, index: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
+        """uint8 rows -> float images [N, C, R, R] in [-1, 1]."""
+        return to_unit_range(self.take(index, resolution)["image"])
 
 
 def _grey_as(images: torch.Tensor, channels: int | None) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1).contiguous() if channels == 3 else images
 
 
-def load_data(data: str, resolution: int, split: str = "train", channels: int | None = None) -> ImageData:
-    """`data` is a dataset name (see DATASETS) or a path: a folder of images, or a folder of IDX files."""
+def load_data(data: str, resolution: int, split: str = "train", channels: int | None = None,
+              needs: tuple[str, ...] | set[str] = ("image",), stream: str = "auto",
+              memory_mb: float = 4096) -> ImageData:
+    """`data` is a dataset name (see DATASETS) or a path: a folder of images, or a folder of IDX files.
+
+    `needs` says which batch keys the recipe will ask for: with "source", a folder is read as paired data.
+    `stream`: "auto" streams a folder from disk when it would not fit in `memory_mb`; "always"; "never".
+    """
+    budget = int(memory_mb * 2**20)
+    paired = "source" in needs
     if data in DATASETS:
+        if paired:
+            raise GanforgeError(f"{data} has no paired images; a paired model needs a folder of A|B images")
         ds = DATASETS[data]
         folder = locate(data, split)
         images, labels = load_idx_dataset(folder, split)
-        return ImageData(_grey_as(resize_uint8(images, resolution), channels), labels, data, str(folder), ds.classes)
+        return ImageData(data, str(folder), fields={"image": _grey_as(resize_uint8(images, resolution), channels)},
+                         labels=labels, classes=ds.classes, budget=budget)
     path = Path(data).expanduser()
     if not path.exists():
         raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing "
                             f"path")
     if path.is_dir() and _idx_dir_ok(path, split):
         images, labels = load_idx_dataset(path, split)
-        return ImageData(_grey_as(resize_uint8(images, resolution), channels), labels, path.name, str(path))
-    images, report = load_folder(path, resolution, channels)
-    return ImageData(images, None, path.name, str(path), report=report)
+        return ImageData(path.name, str(path), fields={"image": _grey_as(resize_uint8(images, resolution), channels)},
+                         labels=labels, classes=tuple(str(i) for i in range(int(labels.max()) + 1)), budget=budget)
+    index = index_folder(path, channels, paired)
+    report = {"source": str(path), "found": len(index.files) + len(index.skipped), "loaded": len(index.files),
+              "skipped": len(index.skipped), "skipped_files": index.skipped}
+    labels = torch.tensor(index.labels, dtype=torch.int64) if index.labels is not None else None
+    common = dict(labels=labels, classes=index.classes, report=report, budget=budget)
+    if stream not in ("auto", "always", "never"):
+        raise GanforgeError(f"data.stream must be auto, always or never, got {stream!r}")
+    if stream == "always" or (stream == "auto" and index.nbytes(resolution) > budget):
+        return ImageData(path.name, str(path), index=index, resolution=resolution, **common)
+    fields: dict[str, list] = {}
+    bad = []
+    for i in range(len(index.files)):
+        try:
+            for k, a in read_item(index, i, resolution).items():
+                fields.setdefault(k, []).append(a)
+        except _read_errors() as e:  # passed the header check, failed to decode: still not a crash
+            bad.append(i)
+            warnings.warn(f"skipped unreadable {index.files[i]} ({type(e).__name__})", stacklevel=2)
+    if bad:
+        keep = [i for i in range(len(index.files)) if i not in set(bad)]
+        if not keep:
+            raise GanforgeError(f"none of the image files in {path} could be read")
+        common["labels"] = labels[keep] if labels is not None else None
+        report.update(loaded=len(keep), skipped=report["skipped"] + len(bad))
+    tensors = {k: torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2).contiguous() for k, v in fields.items()}
+    return ImageData(path.name, str(path), fields=tensors, **common)
 
 
 def data_status() -> list[dict]:

@@ -212,7 +212,9 @@ def evaluate(fake: ImageSet, real: ImageSet, metrics=("fid", "kid", "pr"), extra
         raise GanforgeError(f"torch-fidelity failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     out: dict = {}
     if "fid" in metrics:
-        out["fid"] = max(0.0, raw["frechet_inception_distance"])  # rounding can dip a hair below zero
+        fid = raw["frechet_inception_distance"]
+        # rounding can dip a hair below zero; a NaN must stay NaN (max(0.0, nan) is 0.0: a "perfect" score)
+        out["fid"] = max(0.0, fid) if math.isfinite(fid) else fid
     if "kid" in metrics:
         out["kid"] = {"mean": raw["kernel_inception_distance_mean"], "std": raw["kernel_inception_distance_std"],
                       "subset_size": kid_subset_size}

@@ -1,18 +1,90 @@
-"""Recipes: how a family trains. A recipe names its phases and turns a phase into a dict of losses;
-the loop (train/loop.py) does backward, optimiser steps, EMA, checkpoints and logging."""
+"""Recipes: how a family trains. The loop (train/loop.py) knows phases, not GAN maths; everything a family
+needs beyond "D step, G step" goes through the recipe (DESIGN.md, "How the later families fit"):
+
+- `config_cls`: the recipe's own config section (`recipe.*` keys), saved with the run;
+- `needs(G)`: the batch keys it takes ("image", "label", "source"); a data source that lacks one is an error
+  at start, before any training;
+- `inputs(n, generator, batch=None, ...)`: everything G takes, drawn from one torch.Generator, so a seed
+  fixes every random input; training, progress grids, evaluation, `ganforge.load` and the CLI all call it;
+- `schedule(nimg)`: resolution, batch size and fade-in alpha by images shown (the loop counts them);
+- `phases` and `losses(phase, ctx)`: the losses of each phase, which the loop back-propagates and steps;
+- `state_dict()` / `load_state_dict()`: what the recipe learns as it goes (ADA's p, a growth phase...),
+  saved in every checkpoint.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .unconditional import Unconditional
+import torch
 
 
 @dataclass(frozen=True)
 class Phase:
-    name: str                  # "D", "G", later "D_reg", "G_reg"
-    trains: str                # which network's optimiser steps
+    name: str                     # "D", "G", later "D_reg", "G_reg"
+    trains: str                   # which network's optimiser steps
     frozen: tuple[str, ...] = ()  # networks whose weights need no gradient in this phase (saves backward work)
-    every: int = 1             # lazy regularisation: run only every N steps
+    every: int = 1                # lazy regularisation: run only every N steps
+    precision: str | None = None  # "fp32" to run this phase without autocast (R1, path length); None = the run's
 
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the loop trains at, by images shown."""
+    resolution: int
+    batch_size: int
+    alpha: float = 1.0            # fade-in of a newly grown resolution (Progressive GAN); 1 = fully in
+    extra: dict = field(default_factory=dict)
+
+
+def truncated_normal(n: int, dim: int, generator: torch.Generator, threshold: float | None = None) -> torch.Tensor:
+    """z ~ N(0, I) [n, dim]; with `threshold` T, every coordinate with |z| > T is redrawn (BigGAN's truncation
+    trick, Brock et al. 2019): less variety, more typical images."""
+    z = torch.randn(n, dim, generator=generator)
+    if threshold is None:
+        return z
+    for _ in range(1000):
+        bad = z.abs() > threshold
+        if not bad.any():
+            break
+        z[bad] = torch.randn(int(bad.sum()), generator=generator)
+    return z.clamp_(-threshold, threshold)
+
+
+def capabilities(G: torch.nn.Module) -> dict:
+    """What a built generator can do, read from the network itself (never from the family's name), so that
+    sampling, the CLI and the web page light up for a family the moment it declares a capability."""
+    return {"conditional": getattr(G, "num_classes", 0) > 0, "num_classes": getattr(G, "num_classes", 0),
+            "has_mapping": bool(getattr(G, "has_mapping", False)), "translates": bool(getattr(G, "translates", False)),
+            "noise": hasattr(G, "noise_shapes")}
+
+
+def chunks(inputs: dict, size: int):
+    """Split G's inputs into dicts of at most `size` samples (tensors and lists of per-sample tensors)."""
+    n = len(inputs["z"]) if "z" in inputs else len(next(v for v in inputs.values() if torch.is_tensor(v)))
+    for start in range(0, n, size):
+        part = {}
+        for k, v in inputs.items():
+            if torch.is_tensor(v) and v.ndim > 0:
+                part[k] = v[start: start + size]
+            elif isinstance(v, (list, tuple)) and v and torch.is_tensor(v[0]):
+                part[k] = [t[start: start + size] for t in v]
+            else:
+                part[k] = v
+        yield part
+
+
+def to_device(inputs: dict, device) -> dict:
+    out = {}
+    for k, v in inputs.items():
+        if torch.is_tensor(v):
+            out[k] = v.to(device, non_blocking=True)
+        elif isinstance(v, (list, tuple)) and v and torch.is_tensor(v[0]):
+            out[k] = [t.to(device, non_blocking=True) for t in v]
+        else:
+            out[k] = v
+    return out
+
+
+from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402
 
 RECIPES = {"unconditional": Unconditional}

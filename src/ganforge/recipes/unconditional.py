@@ -1,45 +1,129 @@
-"""The unconditional recipe (GAN 2014, DCGAN): a D phase then a G phase on the same fake batch.
+"""The adversarial recipe of GAN (2014) and DCGAN, optionally class-conditional, optionally with D's inputs
+augmented (DiffAugment, Zhao et al. 2020; ADA's adaptive probability, Karras et al. 2020).
 
 Pass structure, the cheapest that is still the standard algorithm:
-- G(z) runs once per step. Phase D scores the real batch and the detached fake batch; phase G scores the
-  same fake batch with the just-updated D, back-propagating into G through the graph kept from the D phase.
+- G runs once per step. Phase D scores the real batch and the detached fake batch; phase G scores the same fake
+  batch with the just-updated D, back-propagating into G through the graph kept from the D phase.
   (Goodfellow et al.'s Algorithm 1 draws fresh noise for the G update; reusing the D phase's batch, as the
   DCGAN reference code and most implementations do, saves one G forward per step.)
 - In phase G, D's weights are frozen (requires_grad off): the backward pass then skips D's weight gradients,
   which nobody would use.
-Real and fake go through D as two batches, not one concatenated batch, because batch norm in D would
-otherwise mix their statistics and change the method.
+Real and fake go through D as two batches, not one concatenated batch, because batch norm in D would otherwise
+mix their statistics and change the method.
+
+Augmentation: every image D sees, real or fake, in both phases, goes through the same differentiable ops, so
+D cannot memorise the training set and G still learns the un-augmented distribution (the ops leak nothing when
+applied with p < ~0.8, ADA section 2.2). With `recipe.ada`, p starts at `augment_p` and follows the overfitting
+heuristic r_t = E[sign(D(real))] toward `ada_target`; p is recipe state, saved in every checkpoint.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ..augment import AdaptiveP, augment, parse_policy
 from ..losses import DECISION_BOUNDARY, LOSSES
 
 
+@dataclass
+class UnconditionalConfig:
+    augment: str = ""          # D's differentiable augmentation: comma-separated ops of color, translation,
+                               # cutout ("" = none, the papers' setting)
+    augment_p: float = 1.0     # probability of each op per image: 1 = DiffAugment; with ada, the starting p
+    ada: bool = False          # adapt p to D's overfitting (ADA): r_t = E[sign(D(real))] held near ada_target
+    ada_target: float = 0.6    # ADA's r_t target (the paper's 0.6)
+    ada_kimg: float = 100.0    # thousands of images for p to move from 0 to 1 (paper: 500, for week-long runs)
+    ada_interval: int = 4      # D steps between adjustments of p (paper: 4)
+
+
 class Unconditional:
-    def __init__(self, G, D, loss: str):
-        from . import Phase
+    config_cls = UnconditionalConfig
+
+    def __init__(self, G, D, cfg):
+        """`cfg` is the run's RunConfig; D is None when the recipe only samples (ganforge.load)."""
+        from . import Phase, Schedule
 
         self.G, self.D = G, D
-        self.d_loss, self.g_loss = LOSSES[loss]
-        self.boundary = DECISION_BOUNDARY.get(loss)
+        self.rc: UnconditionalConfig = cfg.recipe
+        self.d_loss, self.g_loss = LOSSES[cfg.train.loss]
+        self.boundary = DECISION_BOUNDARY.get(cfg.train.loss)
         self.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
+        self._schedule = Schedule(cfg.data.resolution, cfg.train.batch_size)
+        self.num_classes = getattr(G, "num_classes", 0)
+        self.ops = parse_policy(self.rc.augment)
+        device = next(D.parameters()).device if D is not None else torch.device("cpu")
+        self.ada = (AdaptiveP(self.rc.ada_target, self.rc.ada_interval, self.rc.ada_kimg, self.rc.augment_p, device)
+                    if self.ops and self.rc.ada else None)
 
-    def begin_step(self, real: torch.Tensor, z: torch.Tensor) -> dict:
-        return {"real": real, "z": z}
+    # -- the contract
+    @staticmethod
+    def needs(cfg) -> set[str]:
+        """Batch keys this recipe takes for a run of `cfg`: labels only for a class-conditional model."""
+        return {"image", "label"} if getattr(cfg.arch, "num_classes", 0) else {"image"}
+
+    def schedule(self, nimg: int):
+        return self._schedule
+
+    def inputs(self, n: int, generator: torch.Generator, batch: dict | None = None,
+               labels: torch.Tensor | None = None, truncation: float | None = None) -> dict:
+        """z [n, z_dim] (truncated when asked); labels c [n] for a conditional G (the batch's labels in
+        training, so fakes follow the data's class balance; given ones; else uniform); per-pixel noise where
+        G declares `noise_shapes()`. All drawn from `generator`, on the CPU."""
+        from . import truncated_normal
+
+        out = {"z": truncated_normal(n, self.G.z_dim, generator, truncation)}
+        if self.num_classes:
+            if labels is not None:
+                c = torch.as_tensor(labels, dtype=torch.int64).flatten()
+                c = c.expand(n) if c.numel() == 1 else c
+            elif batch is not None and "label" in batch:
+                c = batch["label"][:n]
+            else:
+                c = torch.randint(0, self.num_classes, (n,), generator=generator)
+            out["c"] = c
+        if hasattr(self.G, "noise_shapes"):
+            out["noise"] = [torch.randn(n, *s, generator=generator) for s in self.G.noise_shapes()]
+        return out
+
+    def state_dict(self) -> dict:
+        return {"ada": {k: v.tolist() for k, v in self.ada.state_dict().items()}} if self.ada is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict({k: torch.tensor(v) for k, v in state["ada"].items()})
+
+    # -- one step
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.ops:
+            return x
+        return augment(x, self.ops, self.ada.p if self.ada is not None else self.rc.augment_p)
+
+    def _D(self, x: torch.Tensor, c) -> torch.Tensor:
+        x = self._aug(x)
+        return (self.D(x, c) if self.num_classes else self.D(x)).float()
+
+    def begin_step(self, batch: dict, inputs: dict, schedule=None) -> dict:
+        return {"real": batch["image"], "c": batch.get("label"), "inputs": inputs}
 
     def losses(self, phase: str, ctx: dict) -> dict[str, torch.Tensor]:
         if phase == "D":
-            ctx["fake"] = fake = self.G(ctx["z"])  # [N, C, H, W], graph kept for phase G
-            real_logits = self.D(ctx["real"]).float()
-            fake_logits = self.D(fake.detach()).float()
-            ctx["stats"] = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
+            ctx["fake"] = fake = self.G(**ctx["inputs"])  # [N, C, H, W], graph kept for phase G
+            c_fake = ctx["inputs"].get("c")
+            real_logits = self._D(ctx["real"], ctx["c"])
+            fake_logits = self._D(fake.detach(), c_fake)
+            stats = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
             if self.boundary is not None:  # D's accuracy at telling real from fake: the health monitor's input
                 with torch.no_grad():
                     b = self.boundary
-                    ctx["stats"]["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
+                    stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
+            if self.ada is not None:
+                self.ada.observe(real_logits.detach())
+                self.ada.step(real_logits.shape[0])
+                stats["aug/p"] = self.ada.p.detach().clone()
+                stats["aug/rt"] = self.ada.rt().detach().clone()
+            ctx["stats"] = stats
             return {"loss/D": self.d_loss(real_logits, fake_logits)}
         if phase == "G":
-            return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}
+            return {"loss/G": self.g_loss(self._D(ctx["fake"], ctx["inputs"].get("c")))}
         raise KeyError(phase)

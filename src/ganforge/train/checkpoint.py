@@ -22,7 +22,7 @@ from safetensors.torch import save as st_save
 from ..registry import GanforgeError
 
 FORMAT = "ganforge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 (ganforge 0.2): recipe state, images shown; format 1 files still load
 _NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
 
 
@@ -139,9 +139,16 @@ def read_header(path: Path) -> dict:
         raise GanforgeError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     if "ganforge" not in meta:
         raise GanforgeError(f"{path} is a safetensors file but not a ganforge checkpoint or model")
-    header = json.loads(meta["ganforge"])
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise GanforgeError(f"{path} was written by a newer ganforge (format {header['format_version']})")
+    try:
+        header = json.loads(meta["ganforge"])
+    except json.JSONDecodeError:
+        raise GanforgeError(f"{path}: its ganforge metadata is damaged (not JSON)") from None
+    version = header.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise GanforgeError(f"{path} is format {version}, written by a newer ganforge; this one reads formats 1 to "
+                            f"{FORMAT_VERSION}: upgrade ganforge")
+    if version < 1:
+        raise GanforgeError(f"{path} has no known ganforge format version ({version!r})")
     return header
 
 

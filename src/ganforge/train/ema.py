@@ -2,28 +2,37 @@
 StyleGAN since): samples from the average are smoother and better than from the last iterate."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class EMA:
-    """G_ema <- lerp(G_ema, G, 1 - beta), with the half-life in images and a ramp-up (StyleGAN2-ADA)."""
+    """G_ema <- lerp(G_ema, G, 1 - beta), with the half-life in images (so a schedule that changes the batch
+    size keeps the same averaging horizon) and a ramp-up (StyleGAN2-ADA). Buffers are copied, not averaged
+    (StyleGAN2-ADA does the same): a running w average, spectral norm's power-iteration vectors or batch-norm
+    statistics belong to the current weights."""
 
-    def __init__(self, G: nn.Module, G_ema: nn.Module, half_life_kimg: float, rampup: float, batch_size: int):
+    def __init__(self, G: nn.Module, G_ema: nn.Module, half_life_kimg: float, rampup: float):
         self.half_life = half_life_kimg * 1000
         self.rampup = rampup
-        self.batch_size = batch_size
-        self.src = [p for p in G.parameters()]
-        self.dst = [p for p in G_ema.parameters()]
+        self.src = list(G.parameters())
+        self.dst = list(G_ema.parameters())
+        self.src_buf = list(G.buffers())
+        self.dst_buf = list(G_ema.buffers())
 
     @torch.no_grad()
-    def update(self, nimg: int) -> None:
+    def update(self, nimg: int, batch_size: int) -> None:
+        """After a step that showed `batch_size` images, `nimg` in all."""
         half_life = self.half_life
         if self.rampup > 0:
             half_life = min(half_life, nimg * self.rampup)
-        beta = 0.5 ** (self.batch_size / max(half_life, 1e-8))
+        beta = 0.5 ** (batch_size / max(half_life, 1e-8))
         torch._foreach_lerp_(self.dst, self.src, 1.0 - beta)
+        if self.dst_buf:
+            torch._foreach_copy_(self.dst_buf, self.src_buf)
 
 
 def has_batchnorm(net: nn.Module) -> bool:
@@ -31,14 +40,17 @@ def has_batchnorm(net: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, z_dim: int, device, batches: int = 8, batch_size: int = 64,
-                          seed: int = 1234) -> None:
+def recalibrate_batchnorm(G: nn.Module, make_inputs: Callable[[int, torch.Generator], dict], device,
+                          batches: int = 8, batch_size: int = 64, seed: int = 1234) -> None:
     """Give an averaged G the batch-norm statistics of its own weights.
 
     Averaged weights and the running statistics of the live G do not match; sampling G_ema in eval mode
-    needs statistics measured on G_ema itself. A fixed seed keeps this deterministic and independent of the
-    training RNG, so recalibrating never changes the course of a run.
+    needs statistics measured on G_ema itself. `make_inputs(n, generator)` is the recipe's `inputs`, so every
+    input G takes (labels, noise) is drawn as in training. A fixed seed keeps this deterministic and
+    independent of the training RNG, so recalibrating never changes the course of a run.
     """
+    from ..recipes import to_device
+
     bns = [m for m in G.modules() if isinstance(m, _BatchNorm)]
     if not bns:
         return
@@ -46,11 +58,11 @@ def recalibrate_batchnorm(G: nn.Module, z_dim: int, device, batches: int = 8, ba
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     was_training = G.training
     G.train()
     for _ in range(batches):
-        G(torch.randn(batch_size, z_dim, generator=gen, device=device))
+        G(**to_device(make_inputs(batch_size, gen), device))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     G.train(was_training)

@@ -1,9 +1,10 @@
 """The one training loop: steps, phases, EMA, mixed precision, checkpoints, logs and samples for every family.
 
-The loop knows phases, not GAN maths (stylegan2-ada's `accumulate_gradients(phase=...)`): a recipe gives the
-losses of a phase, the loop does backward and the optimiser step. Resuming restores the weights, optimiser
-states, RNG states and data position, so on CPU a run stopped and resumed ends bit-identical to one never
-stopped.
+The loop knows phases, not GAN maths (stylegan2-ada's `accumulate_gradients(phase=...)`), and not which family
+it trains: the recipe (ganforge.recipes) says what the batch must hold, makes G's inputs, schedules resolution
+and batch size by images shown, and gives the losses of each phase; the loop does backward and the optimiser
+steps. Resuming restores the weights, optimiser states, recipe state, RNG states and data position, so on CPU
+a run stopped and resumed ends bit-identical to one never stopped.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,60 +22,17 @@ import torch
 from .. import config as config_mod
 from ..config import RunConfig
 from ..data import ImageData, load_data
-from ..data.sources import to_unit_range
-from ..recipes import RECIPES
+from ..data.batches import Batches
+from ..recipes import RECIPES, Phase, chunks, to_device
 from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
-from .checkpoint import (checkpoint_name, list_checkpoints, load_training_state, newest_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (atomic_write_bytes, checkpoint_name, list_checkpoints, load_training_state,
+                         newest_checkpoint, save_checkpoint)
+from .device import autocast, pick_device, pick_precision
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
 from .health import HealthMonitor
 from .logging import MetricsLog
-
-
-# ------------------------------------------------------------------------------------------ the machine
-
-def pick_device(name: str) -> torch.device:
-    """auto, cpu, cuda or cuda:N, checked against this machine (a clear error, never a CUDA traceback)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise GanforgeError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise GanforgeError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GanforgeError(f"device {name!r} asked for, but no CUDA device is available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise GanforgeError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} "
-                                f"CUDA device(s)")
-    return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    # bf16 is native from Ampere (compute capability 8) on; older GPUs only emulate it, slowly.
-    fast = torch.cuda.get_device_capability(device)[0] >= 8 if device.type == "cuda" else cpu_has_fast_bf16()
-    if precision == "auto":
-        return torch.bfloat16 if fast else None
-    return torch.bfloat16  # asked for explicitly: honour it even where it is emulated
+from .run import RunLock, cleanup_temporaries
 
 
 def _uses_conv(net: torch.nn.Module) -> bool:
@@ -97,14 +54,13 @@ class Setup:
     autocast_dtype: torch.dtype | None
     memory_format: torch.memory_format
 
-    def autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+    def autocast(self, phase: Phase | None = None):
+        """The run's precision, or fp32 where a phase asks for it (R1 and path-length penalties do)."""
+        return autocast(self.device, None if phase is not None and phase.precision == "fp32" else self.autocast_dtype)
 
-    def train_step(self, real: torch.Tensor, z: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict, inputs: dict, step: int = 0, schedule=None) -> dict[str, torch.Tensor]:
         """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
-        ctx = self.recipe.begin_step(real, z)
+        ctx = self.recipe.begin_step(batch, inputs, schedule)
         out = {}
         for phase in self.recipe.phases:
             if step % phase.every:
@@ -113,7 +69,7 @@ class Setup:
             for net in frozen:
                 net.requires_grad_(False)
             try:
-                with self.autocast():
+                with self.autocast(phase):
                     losses = self.recipe.losses(phase.name, ctx)
                 total = sum(losses.values())
                 opt = self.opt[phase.trains]
@@ -143,6 +99,20 @@ def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device):
     return torch.optim.SGD(params, lr=lr, momentum=t.betas[0], foreach=True)
 
 
+def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int) -> None:
+    """SGD's schedules, as functions of the step and images shown (so a resume lands on the same values): the
+    learning rate divided by train.lr_decay every step down to train.lr_min, and momentum moving linearly from
+    betas[0] to train.momentum_final over train.momentum_ramp_kimg (the 2014 GAN's pylearn2 schedules)."""
+    t = cfg.train
+    decay = t.lr_decay ** -step
+    ramp = min(1.0, nimg / (t.momentum_ramp_kimg * 1000)) if t.momentum_ramp_kimg > 0 else 1.0
+    momentum = t.betas[0] + (t.momentum_final - t.betas[0]) * ramp if t.momentum_final > 0 else t.betas[0]
+    for name, lr0 in (("G", t.lr_g), ("D", t.lr_d)):
+        for group in opt[name].param_groups:
+            group["lr"] = max(lr0 * decay, t.lr_min)
+            group["momentum"] = momentum
+
+
 def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> Setup:
     device = device or pick_device(cfg.train.device)
     if device.type == "cuda":
@@ -154,6 +124,9 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
             torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(cfg.train.seed)  # initial weights depend on the seed alone
     spec = get_model(cfg.model)
+    if getattr(cfg.arch, "num_classes", 0) < 0:
+        raise GanforgeError("arch.num_classes = -1 (as many as the data has) is resolved when the data is "
+                            "loaded: train through ganforge.train.loop.train or the CLI")
     G, D = spec.build(cfg.arch, cfg.data.resolution, channels)
     fmt = torch.channels_last if cfg.train.channels_last and _uses_conv(D) else torch.contiguous_format
     G = G.to(device, memory_format=fmt)
@@ -161,52 +134,20 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
     opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device),
            "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device)}
-    recipe = RECIPES[spec.recipe](G, D, cfg.train.loss)
+    recipe = RECIPES[spec.recipe](G, D, cfg)
     return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt)
 
 
-class Batches:
-    """Deterministic epochs: each epoch's order is a permutation seeded by (seed, epoch), so the data position
-    is two integers and a resumed run reads exactly the batches the uninterrupted run would."""
-
-    def __init__(self, data: ImageData, batch_size: int, seed: int, device, memory_format):
-        if len(data) < batch_size:
-            raise GanforgeError(f"the data has {len(data)} images, fewer than one batch ({batch_size}); "
-                                f"lower --batch-size")
-        self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.device, self.memory_format = device, memory_format
-        # On a GPU the whole uint8 dataset lives on the device (Fashion-MNIST: 61 MB), so a batch is an index
-        # on the GPU, not a host-to-device copy and a sync every step.
-        self.images = data.images.to(device) if device.type == "cuda" else data.images
-        self.epoch, self.offset = 0, 0
-        self._perm = None
-
-    def _permutation(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(len(self.data), generator=g)
-
-    def next(self) -> torch.Tensor:
-        if self._perm is None:
-            self._perm = self._permutation()
-        if self.offset + self.batch_size > len(self.data):  # drop the ragged end: every batch is full
-            self.epoch, self.offset = self.epoch + 1, 0
-            self._perm = self._permutation()
-        idx = self._perm[self.offset: self.offset + self.batch_size]
-        self.offset += self.batch_size
-        x = to_unit_range(self.images[idx.to(self.images.device)])  # [N, C, R, R] in [-1, 1]
-        return x.to(self.device).contiguous(memory_format=self.memory_format)
-
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset}
-
-    def restore(self, state: dict) -> None:
-        self.epoch, self.offset, self._perm = state["epoch"], state["offset"], None
-
-
-def fixed_latents(cfg: RunConfig, z_dim: int, n: int, device) -> torch.Tensor:
-    """The latents of the progress grids: the same in every sample and across resumes."""
-    g = torch.Generator().manual_seed(cfg.train.seed + 777)
-    return torch.randn(n, z_dim, generator=g).to(device)
+def grid_inputs(recipe, n: int, seed: int) -> dict:
+    """The inputs of the progress grids: the same in every grid and across resumes; a conditional model's
+    grid walks through the classes (one class per row where they fit)."""
+    g = torch.Generator().manual_seed(seed + 777)
+    labels = None
+    k = getattr(recipe.G, "num_classes", 0)
+    if k:
+        per_row = max(1, int(math.ceil(math.sqrt(n))))
+        labels = (torch.arange(n) // per_row) % k
+    return recipe.inputs(n, g, labels=labels)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -216,19 +157,22 @@ class Trainer:
         self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
         self.s = build(cfg, data.channels)
         s = self.s
-        self.z_dim = s.G.z_dim
-        self.batches = Batches(data, cfg.train.batch_size, cfg.train.seed, s.device, s.memory_format)
-        self.z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)  # on the CPU: see _run
+        self.recipe = s.recipe
+        workers = cfg.data.workers if cfg.data.workers >= 0 else min(4, os.cpu_count() or 1)
+        self.batches = Batches(data, cfg.train.seed, s.device, s.memory_format, self.recipe.needs(cfg),
+                               workers if data.streamed else 0)
+        self.batches.check(self.recipe.schedule(0).batch_size)
+        self.z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)  # G's inputs, on the CPU: see _run
         self.resumed_from: int | None = None
-        self.ema = (EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup, cfg.train.batch_size)
-                    if s.G_ema is not None else None)
+        self.ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup) if s.G_ema is not None else None
         self.bn_recalibrate = s.G_ema is not None and has_batchnorm(s.G)
         self.step = 0
+        self.nimg = 0  # images shown to D (as reals) so far: what schedules, EMA and ADA count in
         self.progress = progress
         self.health = HealthMonitor(cfg.train.log_every)
         self.best_fid = math.inf
         self._eval_reference = None
-        self.grid_z = fixed_latents(cfg, self.z_dim, cfg.train.sample_grid, s.device)
+        self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
 
     # -- state
     def _nets(self) -> dict:
@@ -246,7 +190,8 @@ class Trainer:
     def save(self) -> Path:
         self._prepare_sampler()
         meta = {"config": self.cfg.to_dict(), "data": self.batches.state(), "nimg": self.nimg,
-                "data_channels": self.data.channels, "time": time.time(),
+                "data_channels": self.data.channels, "classes": list(self.data.classes), "time": time.time(),
+                "recipe_state": self.recipe.state_dict(),
                 "best_fid": self.best_fid if math.isfinite(self.best_fid) else None}
         return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
                                self.cfg.train.keep_checkpoints)
@@ -257,8 +202,6 @@ class Trainer:
 
     def save_best(self) -> Path:
         """checkpoints/best.safetensors: a copy of this step's checkpoint, written atomically."""
-        from .checkpoint import atomic_write_bytes
-
         ckpts = list_checkpoints(self.run_dir)
         ckpt = ckpts[-1] if ckpts and ckpts[-1].name == checkpoint_name(self.step) else self.save()
         best = self.run_dir / "checkpoints" / "best.safetensors"
@@ -268,6 +211,9 @@ class Trainer:
     def restore(self, path: Path) -> None:
         header, rng = load_training_state(path, self._nets(), self.s.opt, self.s.device)
         self.step = self.resumed_from = header["step"]
+        # format 1 (ganforge 0.1) had one batch size per run and no recipe state
+        self.nimg = header.get("nimg", self.step * self.cfg.train.batch_size)
+        self.recipe.load_state_dict(header.get("recipe_state") or {})
         self.best_fid = math.inf if header.get("best_fid") is None else header["best_fid"]
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
@@ -275,36 +221,31 @@ class Trainer:
         if "cuda" in rng and self.s.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.s.device)
 
-    @property
-    def nimg(self) -> int:
-        return self.step * self.cfg.train.batch_size
-
     # -- samples
     def _prepare_sampler(self) -> None:
         if self.bn_recalibrate:
-            recalibrate_batchnorm(self.s.G_ema, self.z_dim, self.s.device)
+            recalibrate_batchnorm(self.s.G_ema, self.recipe.inputs, self.s.device)
 
     @torch.no_grad()
-    def _generate(self, z: torch.Tensor) -> torch.Tensor:
+    def _generate(self, inputs: dict) -> torch.Tensor:
         """The sampling generator (G_ema with its own BN statistics, or G) in eval mode; fp32, on the CPU."""
         self._prepare_sampler()
         G = self.s.sampler
         was = G.training
         G.eval()
-        with torch.no_grad():
-            images = torch.cat([G(c.to(self.s.device)).float().cpu() for c in z.split(256)])
+        images = torch.cat([G(**to_device(part, self.s.device)).float().cpu() for part in chunks(inputs, 256)])
         G.train(was)
         return images
 
     def write_samples(self) -> torch.Tensor:
-        images = self._generate(self.grid_z)
+        images = self._generate(self.grid)
         save_grid(images, self.run_dir / "samples" / f"step_{self.step:08d}.png")
         return images
 
     # -- evaluation and health
     def _real_for_health(self, n: int) -> torch.Tensor:
         idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(12345))[:n]
-        return self.data.batch(idx)
+        return self.data.batch(idx, self.recipe.schedule(self.nimg).resolution)
 
     def evaluate(self) -> dict:
         """FID/KID of the sampling generator against the data (the test split of a named dataset); the class
@@ -319,12 +260,12 @@ class Trainer:
                 self._eval_reference = load_image_set(name, n=t.eval_n, split="test", resolution=self.data.resolution,
                                                       channels=self.data.channels)
             except GanforgeError:  # a folder (or no test split): the training images themselves
-                imgs = self.data.images[torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))
-                                        [: t.eval_n]]
+                idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: t.eval_n]
+                imgs = self.data.take(idx)["image"]
                 self._eval_reference = ImageSet(imgs, f"{self.data.name} (training images)")
-        z = torch.randn(t.eval_n, self.z_dim, generator=torch.Generator().manual_seed(t.seed + 4242))
+        inputs = self.recipe.inputs(t.eval_n, torch.Generator().manual_seed(t.seed + 4242))
         with torch.random.fork_rng(devices=[]):
-            fake_f = self._generate(z)
+            fake_f = self._generate(inputs)
             fake = ImageSet(to_uint8(fake_f, "samples"), "samples", self.cfg.data.name)
             metrics = tuple(m for m in t.eval_metrics.split(",") if m)
             # KID subsets of at most half the samples, so its std measures something
@@ -369,7 +310,7 @@ class Trainer:
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
         sums: dict[str, torch.Tensor] = {}
-        count, t_log, steps_at_log = 0, time.perf_counter(), self.step
+        count, t_log, nimg_at_log = 0, time.perf_counter(), self.nimg
         stop_reason = "steps"
         stop_signal: list[int] = []
 
@@ -387,7 +328,7 @@ class Trainer:
 
         def log_interval(now: float) -> None:
             values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
-            values["img_per_s"] = round((self.step - steps_at_log) * t.batch_size / (now - t_log), 1)
+            values["img_per_s"] = round((self.nimg - nimg_at_log) / (now - t_log), 1)
             values["nimg"] = self.nimg
             for k, v in values.items():
                 if not math.isfinite(v):
@@ -409,6 +350,7 @@ class Trainer:
                     print(text, file=sys.stderr)
 
         real_health = self._real_for_health(min(len(self.data), t.sample_grid))
+        sgd = t.optimizer == "sgd"
 
         s.G.train()
         s.D.train()
@@ -420,22 +362,26 @@ class Trainer:
                 if time.monotonic() >= deadline:
                     stop_reason = "minutes"
                     break
-                real = self.batches.next()
-                # z is drawn on the CPU whatever the device: the same latents everywhere, and a resume may
-                # move a run between devices.
-                z = torch.randn(t.batch_size, self.z_dim, generator=self.z_gen).to(s.device, non_blocking=True)
-                for k, v in s.train_step(real, z, self.step).items():
+                sched = self.recipe.schedule(self.nimg)
+                batch = self.batches.next(sched.resolution, sched.batch_size)
+                # G's inputs are drawn on the CPU whatever the device: the same latents everywhere, and a
+                # resume may move a run between devices.
+                inputs = to_device(self.recipe.inputs(sched.batch_size, self.z_gen, batch), s.device)
+                if sgd:
+                    adjust_sgd(s.opt, cfg, self.step, self.nimg)
+                for k, v in s.train_step(batch, inputs, self.step, sched).items():
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
                 self.step += 1
+                self.nimg += sched.batch_size
                 if self.ema is not None:
-                    self.ema.update(self.nimg)
+                    self.ema.update(self.nimg, sched.batch_size)
                 if bar is not None:
                     bar.update(1)
                 if self.step % t.log_every == 0:
                     now = time.perf_counter()
                     log_interval(now)
-                    sums, count, t_log, steps_at_log = {}, 0, now, self.step
+                    sums, count, t_log, nimg_at_log = {}, 0, now, self.nimg
                 if t.sample_every and self.step % t.sample_every == 0:
                     values, msgs = self.health.observe_samples(self.write_samples(), real_health)
                     log.log(self.step, values)
@@ -486,65 +432,48 @@ def _main_thread() -> bool:
 
 # ------------------------------------------------------------------------------------------ entry point
 
-OVERRIDABLE_ON_RESUME = {"train.steps", "train.minutes", "train.checkpoint_every", "train.sample_every",
-                         "train.log_every", "train.keep_checkpoints", "train.device"}
+def load_training_data(cfg: RunConfig) -> ImageData:
+    """The run's data, with what its recipe needs; resolves arch.num_classes = -1 (as many as the data has)."""
+    spec = get_model(cfg.model)
+    needs = RECIPES[spec.recipe].needs(cfg)
+    d = cfg.data
+    data = load_data(d.name, d.resolution, channels=d.channels or None, needs=needs, stream=d.stream,
+                     memory_mb=d.memory_mb)
+    check_data(cfg, data, needs)
+    return data
 
 
-def _saved_config(run_dir: Path) -> RunConfig:
-    """The run's config: config.yaml, or (if that file was lost or damaged) the copy in its newest checkpoint."""
-    cfg_path = run_dir / "config.yaml"
-    try:
-        return config_mod.from_dict(config_mod.read_yaml(cfg_path))
-    except GanforgeError as first:
-        ckpt = newest_checkpoint(run_dir)
-        if ckpt is None:
-            raise GanforgeError(f"--resume: {run_dir} holds no run ({first})") from None
-        from .checkpoint import read_header
-
-        return config_mod.from_dict(read_header(ckpt)["config"])
-
-
-def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> RunConfig:
-    """Resolve the config and check the run directory: a new run never overwrites an old one."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GanforgeError(f"--out {run_dir} is a file, not a run directory")
-    if resume:
-        saved = _saved_config(run_dir)
-        if saved.model != model:
-            raise GanforgeError(f"--resume: {run_dir} is a {saved.model!r} run, not {model!r}")
-        asked = config_mod.resolve(model, layers)
-        before, after = config_mod.flatten(saved.to_dict()), config_mod.flatten(asked.to_dict())
-        explicit = set(config_mod.flatten(config_mod.merge_all(layers)))
-        if "train.minutes" in explicit:
-            explicit.add("train.steps")  # --minutes alone also lifts the step limit
-        changed = [k for k in explicit if k in before and before[k] != after.get(k)]
-        bad = [k for k in changed if k not in OVERRIDABLE_ON_RESUME]
-        if bad:
-            raise GanforgeError(f"--resume cannot change {', '.join(sorted(bad))} of the run in {run_dir} "
-                                f"(only {', '.join(sorted(OVERRIDABLE_ON_RESUME))}); start a new run instead")
-        config_mod.apply_dict(saved, config_mod.unflatten({k: after[k] for k in changed}))
-        config_mod.validate(saved)
-        return saved
-    if run_dir.exists() and ((run_dir / "config.yaml").exists() or list_checkpoints(run_dir)):
-        raise GanforgeError(f"{run_dir} already holds a run; continue it with --resume or pick another --out")
-    return config_mod.resolve(model, layers)
+def check_data(cfg: RunConfig, data: ImageData, needs: set[str]) -> None:
+    missing = set(needs) - data.provides
+    if "label" in missing:
+        where = ("this folder has no class subfolders" if Path(data.source).is_dir() and data.report is not None
+                 else f"{data.name} has no labels")
+        raise GanforgeError(f"{cfg.model} with class conditioning (--class-conditional, arch.num_classes) needs "
+                            f"labels; {where}")
+    if missing:
+        raise GanforgeError(f"{cfg.model} needs {', '.join(sorted(missing))} in every batch; {data.name} provides "
+                            f"only {', '.join(sorted(data.provides))}")
+    k = getattr(cfg.arch, "num_classes", 0)
+    if k == -1:
+        cfg.arch.num_classes = k = len(data.classes)
+    if k and data.labels is not None and len(data.classes) > k:
+        raise GanforgeError(f"arch.num_classes is {k} but {data.name} has {len(data.classes)} classes")
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
           data: ImageData | None = None) -> dict:
     """Train (or continue) the run in `run_dir`; returns where its checkpoint and pictures are."""
-    from .checkpoint import atomic_write_bytes
-
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.train.seed)
     if data is None:
-        data = load_data(cfg.data.name, cfg.data.resolution, channels=cfg.data.channels or None)
+        data = load_training_data(cfg)
+    else:
+        check_data(cfg, data, RECIPES[get_model(cfg.model).recipe].needs(cfg))
     trainer = Trainer(cfg, run_dir, data, progress=progress)  # before touching the disk: a bad config leaves nothing
     if cfg.train.eval_every:
         _check_evaluation(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_dir):
+    with RunLock(run_dir):
         if resume:
             ckpt = newest_checkpoint(run_dir)
             if ckpt is not None:
@@ -556,7 +485,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                                     f"start over on top of them (move them away to start afresh)")
             else:
                 trainer.resumed_from = 0  # killed before its first checkpoint: start over, dropping its logs
-        _cleanup_temporaries(run_dir)
+        cleanup_temporaries(run_dir)
         atomic_write_bytes(run_dir / "config.yaml", config_mod.to_yaml(cfg).encode())
         return trainer.run(cfg.train.steps, cfg.train.minutes)
 
@@ -564,9 +493,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
 def _check_evaluation(cfg: RunConfig) -> None:
     """--eval-every: fail now, not an hour into training, when the feature extractor cannot be had."""
     from ..metrics.classifier import load_classifier
-    from ..metrics.extractors import DOMAIN, EXTRACTORS, INCEPTION, default_extractor, inception_weights
-
     from ..metrics.evaluate import METRICS
+    from ..metrics.extractors import DOMAIN, EXTRACTORS, INCEPTION, default_extractor, inception_weights
 
     metrics = [m for m in cfg.train.eval_metrics.split(",") if m]
     unknown = [m for m in metrics if m not in METRICS]
@@ -580,37 +508,3 @@ def _check_evaluation(cfg: RunConfig) -> None:
         inception_weights()
     else:
         load_classifier(DOMAIN[name])
-
-
-class _RunLock:
-    """One process per run directory: two trainers resuming the same run would overwrite each other."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-        self.fd = None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock, as before
-            return self
-        self.fd = open(self.path, "w")
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fd.close()
-            self.fd = None
-            raise GanforgeError(f"{self.path.parent} is being trained by another process") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            self.fd.close()
-        return False
-
-
-def _cleanup_temporaries(run_dir: Path) -> None:
-    folder = run_dir / "checkpoints"
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp-*"):
-            p.unlink(missing_ok=True)

@@ -1,0 +1,164 @@
+"""Differentiable augmentation of D's inputs (real and fake alike), for any GAN.
+
+- DiffAugment: Zhao, Liu, Lin, Zhu & Han 2020, "Differentiable Augmentation for Data-Efficient GAN
+  Training", https://arxiv.org/abs/2006.10738. The three policy ops of the official code
+  (mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py), same ranges: `color` (brightness, saturation,
+  contrast), `translation` (integer shift up to 1/8 of the side, zero fill), `cutout` (a zeroed square of
+  half the side, centred anywhere in the image and clipped at its border). `augment(x, ops)` with p=1.
+- ADA: Karras, Aittala, Hellsten, Laine, Lehtinen & Aila 2020, "Training Generative Adversarial Networks
+  with Limited Data", https://arxiv.org/abs/2006.06676. Implemented: every op applied to every sample
+  independently with probability p (`augment(x, ops, p)`), and the overfitting heuristic
+  r_t = E[sign(D(real))] that steers p (`AdaptiveP`). Not implemented: ADA's own 18-op pipeline (flips,
+  rotations, reflect-padded geometric transforms, hue, filtering, noise); the DiffAugment ops above are the
+  ones gated by p. ADA's argument that augmentations do not leak into G (paper, section 2.2) needs p < 1
+  and in its experiments held up to about p = 0.8; the controller does not cap p, so watch it in the logs.
+
+Nothing here reads a tensor back to the host: p may be a 0-dim tensor on the GPU that the controller
+updates in place, and the CUDA stream never waits on it. All randomness comes from torch's global RNG on
+x's device, and the count of numbers drawn depends only on x's shape and the ops, not on p, so a run that
+restores torch's RNG state replays its augmentations exactly whatever p it had reached.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """"color,translation" -> ("color", "translation"); "" -> (); an unknown op is a ValueError."""
+    ops = tuple(op.strip() for op in policy.split(",") if op.strip())
+    for op in ops:
+        if op not in POLICIES:
+            raise ValueError(f"unknown augmentation {op!r} in policy {policy!r}; choose from {', '.join(POLICIES)}")
+    return ops
+
+
+def _gates(n: int, k: int, p: torch.Tensor | float, device) -> torch.Tensor:
+    # [n, k] bool: which samples get each of k transforms. rand in [0, 1): p=1 -> all, p=0 -> none.
+    return torch.rand(n, k, device=device) < p
+
+
+def _color(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    n = x.shape[0]
+    gate = _gates(n, 3, p, x.device)  # [N, 3]: brightness, saturation, contrast
+    u = torch.rand(n, 3, device=x.device)  # drawn in float32 whatever x's dtype
+    # An ungated transform gets the identity factor, so the three run as three full-size ops, not six.
+    one = torch.ones((), device=x.device)
+    shift = torch.where(gate[:, 0], u[:, 0] - 0.5, 0.0).to(x.dtype).view(n, 1, 1, 1)  # brightness U(-0.5, 0.5)
+    sat = torch.where(gate[:, 1], u[:, 1] * 2, one).to(x.dtype).view(n, 1, 1, 1)  # saturation U(0, 2)
+    con = torch.where(gate[:, 2], u[:, 2] + 0.5, one).to(x.dtype).view(n, 1, 1, 1)  # contrast U(0.5, 1.5)
+    y = x + shift
+    # lerp(mean, y, a) = mean + a * (y - mean); a=1 gives y back (up to rounding)
+    y = torch.lerp(y.mean(dim=1, keepdim=True), y, sat)  # around the per-pixel channel mean: no-op on 1 channel
+    y = torch.lerp(y.mean(dim=(1, 2, 3), keepdim=True), y, con)  # around the per-image mean
+    return torch.where(gate.any(dim=1).view(n, 1, 1, 1), y, x)  # untouched samples come back bitwise
+
+
+def _translation(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    n, c, h, w = x.shape
+    sh, sw = h // 8, w // 8
+    gate = _gates(n, 1, p, x.device)  # [N, 1]
+    u = torch.rand(n, 2, device=x.device)
+    # integer shifts uniform in [-s, s] (the official randint range); zero for ungated samples
+    ty = ((u[:, :1] * (2 * sh + 1)).floor().clamp(max=2 * sh) - sh).long() * gate  # [N, 1]
+    tx = ((u[:, 1:] * (2 * sw + 1)).floor().clamp(max=2 * sw) - sw).long() * gate  # [N, 1]
+    # out[i, j] = x[i - ty, j - tx], zero where that falls outside (the official zero padding):
+    # pad by the largest shift once, then one gather over all samples
+    wp = w + 2 * sw
+    rows = torch.arange(sh, h + sh, device=x.device) - ty  # [N, H], rows of the padded image
+    cols = torch.arange(sw, w + sw, device=x.device) - tx  # [N, W]
+    index = (rows[:, :, None] * wp + cols[:, None, :]).view(n, h * w)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # pad and gather NHWC's pixel axis so the result stays channels_last, with no layout copy
+        flat = F.pad(x.permute(0, 2, 3, 1), [0, 0, sw, sw, sh, sh]).reshape(n, -1, c)
+        return flat.gather(1, index[:, :, None].expand(n, h * w, c)).view(n, h, w, c).permute(0, 3, 1, 2)
+    flat = F.pad(x, [sw, sw, sh, sh]).reshape(n, c, -1)
+    return flat.gather(2, index[:, None, :].expand(n, c, h * w)).view(n, c, h, w)
+
+
+def _cutout(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
+    n, c, h, w = x.shape
+    ch, cw = h // 2, w // 2
+    gate = _gates(n, 1, p, x.device)  # [N, 1]
+    u = torch.rand(n, 2, device=x.device)
+    # the square's centre, uniform over the official range [0, side + (1 - size % 2)): it may hang off the edge
+    cy = (u[:, :1] * (h + 1 - ch % 2)).floor().long()  # [N, 1]
+    cx = (u[:, 1:] * (w + 1 - cw % 2)).floor().long()
+    rows = torch.arange(h, device=x.device) - (cy - ch // 2)  # [N, H], row offset inside the square
+    cols = torch.arange(w, device=x.device) - (cx - cw // 2)
+    cut = (((rows >= 0) & (rows < ch)) & gate)[:, :, None] & ((cols >= 0) & (cols < cw))[:, None, :]  # [N, H, W]
+    return x * (~cut)[:, None].to(x.dtype)
+
+
+_OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
+
+
+def augment(x: torch.Tensor, ops: tuple[str, ...], p: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Apply `ops` (in order) to x [N, C, H, W]; each op hits each sample independently with probability p.
+
+    p=1 is DiffAugment, p a 0-dim tensor on x's device is ADA (never read back to the host). Returns a
+    tensor of x's shape, dtype and device, differentiable w.r.t. x; p=0 returns x's values bitwise.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"augment expects [N, C, H, W], got shape {tuple(x.shape)}")
+    for op in ops:
+        if op not in _OPS:
+            raise ValueError(f"unknown augmentation {op!r}; choose from {', '.join(POLICIES)}")
+        x = _OPS[op](x, p)
+    return x
+
+
+class AdaptiveP:
+    """ADA's controller (Karras et al. 2020, section 3): every `interval` D steps,
+    p += sign(r_t - target) * batch_size * interval / (ada_kimg * 1000), clamped to [0, 1], where
+    r_t = E[sign(D(real))] over the reals seen since the last update. p goes from 0 to 1 in ada_kimg
+    thousand images if D stays overconfident.
+
+    p lives in a 0-dim float32 tensor on `device`; all updates are tensor ops (no host sync).
+    """
+
+    def __init__(self, target: float = 0.6, interval: int = 4, ada_kimg: float = 500.0, p_init: float = 0.0,
+                 device="cpu"):
+        if interval < 1 or ada_kimg <= 0:
+            raise ValueError(f"AdaptiveP needs interval >= 1 and ada_kimg > 0, got {interval}, {ada_kimg}")
+        self.target, self.interval, self.ada_kimg = target, interval, ada_kimg
+        self.device = torch.device(device)
+        self.p = torch.tensor(float(p_init), dtype=torch.float32, device=self.device)
+        self._sign_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._count = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._rt = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._calls = 0  # a host counter: it only ever depends on how many times step() ran
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Accumulate sign(D(real)) of one batch of real logits (any shape)."""
+        real_logits = real_logits.detach()
+        self._sign_sum += torch.sign(real_logits).sum(dtype=torch.float32)
+        self._count += real_logits.numel()
+
+    def step(self, batch_size: int) -> None:
+        """Call once per D step; every `interval` calls, move p from the accumulated r_t and reset."""
+        self._calls += 1
+        if self._calls % self.interval:
+            return
+        seen = self._count > 0  # no observe() since the last update: keep p and r_t as they are
+        rt = self._sign_sum / self._count.clamp(min=1)
+        adjust = torch.sign(rt - self.target) * (batch_size * self.interval / (self.ada_kimg * 1000))
+        self.p.copy_(torch.where(seen, (self.p + adjust).clamp(0.0, 1.0), self.p))
+        self._rt.copy_(torch.where(seen, rt, self._rt))
+        self._sign_sum.zero_()
+        self._count.zero_()
+
+    def rt(self) -> torch.Tensor:
+        """The last measured r_t (0-dim tensor, for logging)."""
+        return self._rt
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"p": self.p.clone(), "sign_sum": self._sign_sum.clone(), "count": self._count.clone(),
+                "rt": self._rt.clone(), "calls": torch.tensor(self._calls, dtype=torch.int64)}
+
+    def load_state_dict(self, d) -> None:
+        for name, dst in (("p", self.p), ("sign_sum", self._sign_sum), ("count", self._count), ("rt", self._rt)):
+            dst.copy_(d[name])
+        self._calls = int(d["calls"])  # load time only, never in the training step
