@@ -24,7 +24,9 @@ import torch
 
 from ganforge import config as C
 from ganforge.train.ema import EMA
-from ganforge.train.loop import build, cpu_has_fast_bf16
+from ganforge.recipes import to_device
+from ganforge.train.device import cpu_has_fast_bf16
+from ganforge.train.loop import build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plain_loop import PlainLoop  # noqa: E402
@@ -35,19 +37,23 @@ def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device
     return loop.step
 
 
-def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu"):
-    cfg = C.resolve(model, [{"data": {"resolution": resolution}, "train": {"batch_size": batch, "device": device}}])
+def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", sets=()):
+    """ganforge's step as its loop runs it: the recipe's inputs drawn on the CPU, the batch as a dict, every
+    phase, then the EMA update."""
+    cfg = C.resolve(model, [{"data": {"resolution": resolution}, "train": {"batch_size": batch, "device": device}},
+                            C.parse_set(list(sets))])
     s = build(cfg, channels)
-    ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup, batch) if s.G_ema is not None else None
-    z_dim = s.G.z_dim
+    ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup) if s.G_ema is not None else None
+    gen = torch.Generator().manual_seed(1)
     state = {"step": 0}
 
     def step(real):
-        z = torch.randn(batch, z_dim, device=s.device)
-        out = s.train_step(real.contiguous(memory_format=s.memory_format), z, state["step"])
+        b = {"image": real.contiguous(memory_format=s.memory_format)}
+        inputs = to_device(s.recipe.inputs(batch, gen, b), s.device)
+        out = s.train_step(b, inputs, state["step"])
         state["step"] += 1
         if ema is not None:
-            ema.update(state["step"] * batch)
+            ema.update(state["step"] * batch, batch)
         return out
 
     return step, s
@@ -76,10 +82,11 @@ def peak_gflops() -> dict:
             "bf16": round(fp32 * 2, 1) if cpu_has_fast_bf16() else None}
 
 
-def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int, device="cpu") -> dict:
+def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int, device="cpu",
+          sets=()) -> dict:
     real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
     plain = plain_step_fn(model, resolution, channels, batch, device)
-    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device)
+    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets)
     flops = count_flops(plain_step_fn(model, resolution, channels, batch, device), real)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for fn in (plain, ours):  # warm-up: allocator, oneDNN primitive caches
@@ -116,6 +123,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--resolution", type=int, default=0, help="override the paper resolution (e.g. 64 for dcgan)")
+    ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     res = {"dcgan": 32, "gan": 28}
@@ -126,7 +134,8 @@ def main() -> None:
           f"fp32, {peak['bf16'] or 'n/a'} GFLOP/s bf16; torch {torch.__version__}")
     rows = []
     for model in args.models.split(","):
-        r = bench(model, args.resolution or res[model], 1, args.batch_size, args.blocks, args.steps, args.device)
+        r = bench(model, args.resolution or res[model], 1, args.batch_size, args.blocks, args.steps, args.device,
+                  args.set)
         rows.append(r)
         print(f"{model:6s} {r['resolution']}px batch {r['batch']}: plain {r['plain_img_s']:7.1f} img/s, "
               f"ganforge {r['ganforge_img_s']:7.1f} img/s ({r['ganforge_precision']}) -> x{r['ratio']:.2f}; "

@@ -325,3 +325,50 @@ def test_export_then_sample_the_exported_file(trained):
     for i, p in enumerate(pngs):
         with Image.open(p) as im:
             np.testing.assert_array_equal(np.asarray(im), expected[i][:, :, 0])
+
+
+# ------------------------------------------------------------------------------------- every registered model
+
+def _tiny_train_args(model: str, out: Path, *extra: str) -> list[str]:
+    from conftest import TINY
+
+    sets = [f"arch.{k}={v}" for k, v in TINY[model].get("arch", {}).items()]
+    return ["train", model, "--data", "fashion-mnist", "--resolution", "16", "--steps", "2", "--batch-size", "8",
+            "--sample-every", "0", "--quiet", "--out", str(out), *[a for s in sets for a in ("--set", s)], *extra]
+
+
+@pytest.mark.parametrize("model", __import__("ganforge").list_models())
+def test_every_model_trains_samples_and_takes_classes_through_the_cli(model, fake_fashion, tmp_path, capsys):
+    plain, cond = tmp_path / "plain", tmp_path / "cond"
+    assert run_main(_tiny_train_args(model, plain), capsys).returncode == 0
+    # an unconditional model refuses --class with one clear line
+    assert_user_error(run_main(["sample", str(plain), "--n", "2", "--class", "1", "--out", str(tmp_path / "x")],
+                               capsys), "unconditional")
+    assert not (tmp_path / "x").exists()
+    proc = run_main(_tiny_train_args(model, cond, "--class-conditional"), capsys)
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load((cond / "config.yaml").read_text())
+    assert cfg["arch"]["num_classes"] == 10  # "as many as the data has", resolved and saved
+    for cls, out in (("1", "one"), ("Trouser", "trouser")):
+        assert run_main(["sample", str(cond), "--n", "3", "--seed", "4", "--class", cls, "--format", "npz",
+                         "--out", str(tmp_path / f"{out}.npz")], capsys).returncode == 0
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "trouser.npz") as b:
+        assert a["labels"].tolist() == [1, 1, 1]
+        np.testing.assert_array_equal(a["images"], b["images"])  # a class by name is the class by index
+    assert_user_error(run_main(["sample", str(cond), "--n", "2", "--class", "10", "--out", str(tmp_path / "y")],
+                               capsys), "out of range", "Ankle boot")
+    assert_user_error(run_main(["sample", str(cond), "--n", "2", "--class", "Hat", "--out", str(tmp_path / "y")],
+                               capsys), "unknown class", "Sneaker")
+    assert run_main(["interpolate", str(cond), "--seeds", "0,1", "--steps", "2", "--class", "3",
+                     "--out", str(tmp_path / "walk.png")], capsys).returncode == 0
+
+
+def test_class_conditional_on_a_folder_without_classes_is_one_clear_error(tmp_path, capsys):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    proc = run_main(["train", "dcgan", "--data", str(folder), "--resolution", "16", "--steps", "1",
+                     "--class-conditional", "--out", str(tmp_path / "run")], capsys)
+    assert_user_error(proc, "needs labels", "no class subfolders")
+    assert not (tmp_path / "run").exists()

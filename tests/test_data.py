@@ -453,7 +453,9 @@ def test_fashion_at_16(fake_fashion):
     assert int(data.images[:, :, 0, :].max()) == 0  # the padding survives as a dark border
     assert int(data.images.max()) > 100             # and the blobs survive the shrink
     x = data.batch(torch.arange(len(data)))
-    assert float(x.min()) >= -1 and float(x.max()) <= 1
+    # uint8 0 -> -1 and 255 -> +1 exactly: the border is -1, the blobs' brightest pixels map through 2/255
+    assert float(x.min()) == -1.0
+    assert float(x.max()) == pytest.approx(int(data.images.max()) * 2 / 255 - 1, abs=1e-6)
 
 
 def test_fashion_forced_three_channels(fake_fashion):
@@ -552,3 +554,130 @@ def test_data_status_found(fake_fashion, tmp_path, monkeypatch):
     monkeypatch.setenv("GANFORGE_SYSTEM_DATA", str(root))
     rows = {r["name"]: r for r in data_status()}
     assert rows["fashion-mnist"]["found"] == str(root / "fashion-mnist")
+
+
+# ------------------------------------------------------------------------------------- labels, pairs, resolutions
+
+def _png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_named_datasets_keep_labels_and_class_names(fake_fashion):
+    data = load_data("fashion-mnist", 16)
+    assert data.labels is not None and data.labels.dtype == torch.int64 and len(data.labels) == len(data)
+    assert data.classes[0] == "T-shirt/top" and len(data.classes) == 10
+    assert data.provides == {"image", "label"}
+
+
+def test_class_subfolders_are_labels_in_sorted_order(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls, n in (("zebra", 3), ("apple", 2)):
+        for i in range(n):
+            _png(tmp_path / "f" / cls / "deeper" / f"{i}.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    data = load_data(str(tmp_path / "f"), 8)
+    assert data.classes == ("apple", "zebra")
+    assert sorted(data.labels.tolist()) == [0, 0, 1, 1, 1]
+    assert "label" in data.provides
+
+
+def test_images_beside_the_subfolders_mean_no_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    for p in ("a/1.png", "b/2.png", "3.png"):
+        _png(tmp_path / "f" / p, rng.integers(0, 255, (8, 8), dtype=np.uint8))
+    data = load_data(str(tmp_path / "f"), 8)
+    assert data.labels is None and data.classes == () and data.provides == {"image"}
+
+
+def test_side_by_side_pairs_are_split_not_cropped(tmp_path):
+    left = np.zeros((16, 16, 3), np.uint8)
+    left[:, :, 0] = 255            # A: red
+    right = np.zeros((16, 16, 3), np.uint8)
+    right[:, :, 2] = 255           # B: blue
+    _png(tmp_path / "pairs" / "0.png", np.concatenate([left, right], axis=1))
+    data = load_data(str(tmp_path / "pairs"), 16, needs={"image", "source"})
+    assert data.provides == {"image", "source"}
+    src, img = data.at(16, "source")[0], data.at(16, "image")[0]
+    assert src[0].min() == 255 and src[2].max() == 0, "source must be the whole left half (A)"
+    assert img[2].min() == 255 and img[0].max() == 0, "image must be the whole right half (B)"
+    # without asking for pairs, the same file is one (centre-cropped) image
+    assert load_data(str(tmp_path / "pairs"), 16).provides == {"image"}
+
+
+def test_pairs_from_A_and_B_folders_match_by_name_and_odd_pairs_are_an_error(tmp_path):
+    for name, value in (("x", 10), ("y", 200)):
+        _png(tmp_path / "p" / "A" / f"{name}.png", np.full((8, 8), value, np.uint8))
+        _png(tmp_path / "p" / "B" / f"{name}.png", np.full((8, 8), 255 - value, np.uint8))
+    _png(tmp_path / "p" / "B" / "only-in-b.png", np.zeros((8, 8), np.uint8))
+    data = load_data(str(tmp_path / "p"), 8, needs={"image", "source"})
+    assert len(data) == 2
+    assert (data.at(8, "source")[:, 0, 0, 0] + data.at(8, "image")[:, 0, 0, 0]).tolist() == [255, 255]
+    _png(tmp_path / "square" / "0.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(GanforgeError, match="width twice the height"):
+        load_data(str(tmp_path / "square"), 8, needs={"image", "source"})
+    with pytest.raises(GanforgeError, match="no paired images"):
+        load_data("fashion-mnist", 8, needs={"image", "source"})
+
+
+def test_any_resolution_on_request_is_antialiased_and_cached(fake_fashion):
+    data = load_data("fashion-mnist", 32)
+    small = data.at(8)
+    assert small.shape[-2:] == (8, 8)
+    assert data.at(8) is small, "a resolution that fits the budget is made once"
+    # antialiased: the mean brightness is kept (point sampling would alias the 8px blobs away or double them)
+    assert abs(small.float().mean() - data.images.float().mean()) < 2.0
+    idx = torch.tensor([3, 1, 4])
+    assert torch.equal(data.take(idx, 8)["image"], small[idx])
+    tight = load_data("fashion-mnist", 32, memory_mb=data.images.numel() / 2**20)  # no room for more
+    assert torch.equal(tight.take(idx, 8)["image"], small[idx]) and not tight._cache
+
+
+def test_a_folder_larger_than_the_budget_is_streamed_with_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        _png(tmp_path / "f" / ("a" if i % 2 else "b") / f"{i}.png", rng.integers(0, 255, (30, 37, 3), dtype=np.uint8))
+    memory = load_data(str(tmp_path / "f"), 16)
+    streamed = load_data(str(tmp_path / "f"), 16, memory_mb=1e-4)  # 100 bytes: does not fit
+    assert not memory.streamed and streamed.streamed
+    assert len(streamed) == 6 and streamed.classes == ("a", "b") and streamed.channels == 3
+    idx = torch.tensor([5, 0, 2])
+    for res in (16, 8):
+        a, b = memory.take(idx, res), streamed.take(idx, res)
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    with pytest.raises(GanforgeError, match="streamed"):
+        streamed.images
+
+
+def test_batches_serve_resolution_and_batch_size_on_request_in_a_fixed_order(fake_fashion):
+    from ganforge.data.batches import Batches
+
+    data = load_data("fashion-mnist", 16)
+    b = Batches(data, seed=3, device=torch.device("cpu"), keys={"image", "label"})
+    first = b.next(16, 8)
+    assert first["image"].shape == (8, 1, 16, 16) and first["image"].dtype == torch.float32
+    assert first["image"].min() >= -1 and first["image"].max() <= 1 and first["label"].shape == (8,)
+    second = b.next(8, 4)  # the schedule changed both: the next images of the same epoch, smaller
+    assert second["image"].shape == (4, 1, 8, 8)
+    state = b.state()
+    assert state == {"epoch": 0, "offset": 12}
+    third = b.next(8, 4)
+    again = Batches(data, seed=3, device=torch.device("cpu"), keys={"image", "label"})
+    again.restore(state)
+    assert torch.equal(again.next(8, 4)["image"], third["image"])
+    with pytest.raises(GanforgeError, match="provides"):
+        Batches(data, seed=3, device=torch.device("cpu"), keys={"image", "source"})
+
+
+def test_emoji_is_a_named_labelled_colour_dataset(isolated_data):
+    from ganforge.data.emoji import find_font
+
+    try:
+        find_font()
+    except GanforgeError:
+        pytest.skip("fonts-noto-color-emoji is not installed")
+    data = load_data("emoji", 32)
+    assert data.name == "emoji" and data.channels == 3 and len(data) > 1000
+    assert "smileys-and-emotion" in data.classes and data.labels is not None
+    with pytest.raises(GanforgeError, match="no test split"):
+        load_data("emoji", 32, split="test")

@@ -17,7 +17,7 @@ def test_d_winning_for_a_long_stretch_warns_once_and_clears():
     out = []
     for step in range(50, 2001, 50):
         out += h.observe_log(step, {"D/acc": 1.0, "loss/D": 0.01 * step, "loss/G": 5.0 + step / 1000})
-    assert len(out) == 1 and "D wins completely" in out[0] and "lr_d" in out[0]
+    assert len(out) == 1 and "D wins completely" in out[0] and "lr_d" in out[0] and "recipe.augment" in out[0]
     assert h.observe_log(2050, {"D/acc": 0.7}) == []
     again = []
     for step in range(2100, 3001, 50):

@@ -137,11 +137,12 @@ class AdaptiveP:
         self._sign_sum += torch.sign(real_logits).sum(dtype=torch.float32)
         self._count += real_logits.numel()
 
-    def step(self, batch_size: int) -> None:
-        """Call once per D step; every `interval` calls, move p from the accumulated r_t and reset."""
+    def step(self, batch_size: int) -> bool:
+        """Call once per D step; every `interval` calls, move p from the accumulated r_t and reset. Returns
+        whether p was adjusted on this call."""
         self._calls += 1
         if self._calls % self.interval:
-            return
+            return False
         seen = self._count > 0  # no observe() since the last update: keep p and r_t as they are
         rt = self._sign_sum / self._count.clamp(min=1)
         adjust = torch.sign(rt - self.target) * (batch_size * self.interval / (self.ada_kimg * 1000))
@@ -149,6 +150,7 @@ class AdaptiveP:
         self._rt.copy_(torch.where(seen, rt, self._rt))
         self._sign_sum.zero_()
         self._count.zero_()
+        return True
 
     def rt(self) -> torch.Tensor:
         """The last measured r_t (0-dim tensor, for logging)."""

@@ -241,9 +241,9 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
 
 
 def _dataset_names() -> set[str]:
-    from .data import DATASETS
+    from .data.sources import DATASETS, RENDERED
 
-    return set(DATASETS)
+    return set(DATASETS) | set(RENDERED)
 
 
 def validate(cfg: RunConfig) -> None:

@@ -45,6 +45,19 @@ DATASETS = {
 }
 
 
+# Named datasets that are folders made on this machine from a package's files (class subfolders = labels).
+RENDERED = {
+    "emoji": "Noto Color Emoji bitmaps by Unicode group (Debian: fonts-noto-color-emoji, unicode-data)",
+}
+
+
+def rendered_folder(name: str, resolution: int) -> Path:
+    """The folder of a RENDERED dataset at `resolution` (at least 32px), made in the cache on first use."""
+    from .emoji import ensure_emoji
+
+    return ensure_emoji(cache_dir(), size=max(32, resolution))
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GANFORGE_DATA") or Path.home() / ".cache" / "ganforge")
 
@@ -429,6 +442,13 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
     """
     budget = int(memory_mb * 2**20)
     paired = "source" in needs
+    if data in RENDERED:
+        if split != "train":
+            raise GanforgeError(f"{data} has no {split} split")
+        folder = load_data(str(rendered_folder(data, resolution)), resolution, "train", channels, needs, stream,
+                           memory_mb)
+        folder.name = data
+        return folder
     if data in DATASETS:
         if paired:
             raise GanforgeError(f"{data} has no paired images; a paired model needs a folder of A|B images")
@@ -439,8 +459,8 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
                          labels=labels, classes=ds.classes, budget=budget)
     path = Path(data).expanduser()
     if not path.exists():
-        raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing "
-                            f"path")
+        raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join([*DATASETS, *RENDERED])}) nor "
+                            f"an existing path")
     if path.is_dir() and _idx_dir_ok(path, split):
         images, labels = load_idx_dataset(path, split)
         return ImageData(path.name, str(path), fields={"image": _grey_as(resize_uint8(images, resolution), channels)},
@@ -483,11 +503,22 @@ def data_status() -> list[dict]:
             where = None
         rows.append({"name": name, "found": where, "classes": len(ds.classes),
                      "install": f"apt-get install {ds.debian_package}" if ds.debian_package else "torchvision download"})
+    from .emoji import find_emoji_test, find_font
+
+    try:
+        where = f"{find_font()} (rendered on first use)" if find_emoji_test() else None
+    except GanforgeError:
+        where = None
+    rows.append({"name": "emoji", "found": where, "classes": 9,
+                 "install": "apt-get install fonts-noto-color-emoji unicode-data"})
     return rows
 
 
 def prepare(name: str) -> Path:
     """Find `name`, downloading it into the cache when it is nowhere on this machine."""
+    if name in RENDERED:
+        return rendered_folder(name, 64)
     if name not in DATASETS:
-        raise GanforgeError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or a folder path)")
+        raise GanforgeError(f"unknown dataset {name!r}; known: {', '.join([*DATASETS, *RENDERED])} (or a folder "
+                            f"path)")
     return locate(name, "train", download=True)

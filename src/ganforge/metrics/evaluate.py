@@ -114,11 +114,14 @@ def load_image_set(source: str | Path, n: int | None = None, split: str = "test"
                    seed: int = 0, channels: int | None = None) -> ImageSet:
     """A named dataset (its `split`), a folder of IDX files or of images, or an .npz file of one image array.
     `resolution` only matters for folders of mixed sizes (default: the first image's size)."""
-    from ..data.sources import DATASETS, _idx_dir_ok, load_data, load_folder
+    from ..data.sources import DATASETS, RENDERED, _idx_dir_ok, load_data, load_folder
 
     source = str(source)
     path = Path(source).expanduser()
-    if source in DATASETS or (path.is_dir() and _idx_dir_ok(path, split)):
+    if source in RENDERED:  # no test split: its (only) images, as the run trained on them
+        images = load_data(source, resolution or 32, split="train", channels=channels, stream="never").images
+        name, key, dataset = f"{source} (all images)", f"{source}-r{resolution or 32}-c{images.shape[1]}", None
+    elif source in DATASETS or (path.is_dir() and _idx_dir_ok(path, split)):
         data = load_data(source, 32, split, channels=channels)
         images = data.images
         label = source if source in DATASETS else str(path.resolve())

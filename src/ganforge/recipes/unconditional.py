@@ -55,6 +55,10 @@ class Unconditional:
         device = next(D.parameters()).device if D is not None else torch.device("cpu")
         self.ada = (AdaptiveP(self.rc.ada_target, self.rc.ada_interval, self.rc.ada_kimg, self.rc.augment_p, device)
                     if self.ops and self.rc.ada else None)
+        # Whether ADA's p is above 0, read on the host only when p can have changed (every ada_interval D
+        # steps, as the official code reads its statistics): while D does not overfit, p stays 0 and the step
+        # costs nothing extra.
+        self._augmenting = bool(self.ops) and (self.ada is None or self.rc.augment_p > 0)
 
     # -- the contract
     @staticmethod
@@ -92,10 +96,11 @@ class Unconditional:
     def load_state_dict(self, state: dict) -> None:
         if self.ada is not None and "ada" in state:
             self.ada.load_state_dict({k: torch.tensor(v) for k, v in state["ada"].items()})
+            self._augmenting = float(self.ada.p) > 0
 
     # -- one step
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.ops:
+        if not self._augmenting:
             return x
         return augment(x, self.ops, self.ada.p if self.ada is not None else self.rc.augment_p)
 
@@ -119,7 +124,8 @@ class Unconditional:
                     stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
             if self.ada is not None:
                 self.ada.observe(real_logits.detach())
-                self.ada.step(real_logits.shape[0])
+                if self.ada.step(real_logits.shape[0]):  # p was just adjusted
+                    self._augmenting = float(self.ada.p) > 0
                 stats["aug/p"] = self.ada.p.detach().clone()
                 stats["aug/rt"] = self.ada.rt().detach().clone()
             ctx["stats"] = stats

@@ -55,7 +55,9 @@ class HealthMonitor:
             wins = self.d_wins_since is not None and step - self.d_wins_since >= D_WINS_STEPS
             out += self._raise("d_wins", wins, (
                 f"D wins completely (accuracy {acc:.3f} for {step - (self.d_wins_since or step)} steps): G gets no "
-                f"useful gradient. Try a lower train.lr_d, train.loss=hinge, or a smaller D"))
+                f"useful gradient. On a small data set D is memorising it: augment what D sees "
+                f"(--set recipe.augment=color,translation,cutout --set recipe.ada=true, ADA's adaptive strength; "
+                f"--set recipe.ada_target=0.4 augments harder). Else try a lower train.lr_d or train.loss=hinge"))
         for k, v in values.items():
             if k.startswith("loss/"):
                 self.losses.setdefault(k, deque(maxlen=FLAT_WINDOW)).append(v)
