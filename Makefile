@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench bench-quality data env clean-env
+.PHONY: demo test test-slow bench bench-quality bench-small data env clean-env
 
 env: $(STAMP)
 
@@ -43,6 +43,16 @@ bench: $(STAMP)
 # 20+ minutes: ganforge and the plain loop, 10 minutes each on real Fashion-MNIST, plus the real-data floor
 bench-quality: data
 	$(BIN)/python benchmarks/quality.py --which floor,ganforge,plain --minutes 10
+	$(BIN)/python benchmarks/report.py
+
+# 50 minutes: DCGAN on two 5,000-image Fashion-MNIST class subsets, with and without augmentation, 5 minutes each
+SMALL ?= /tmp/ganforge-small
+bench-small: data
+	$(BIN)/python benchmarks/augment.py folders $(SMALL)
+	$(BIN)/python benchmarks/augment.py run --data $(SMALL)/fm-a --reference $(SMALL)/fm-a-test --tag tune \
+		--configs none,diffaugment,ada
+	$(BIN)/python benchmarks/augment.py run --data $(SMALL)/fm-b --reference $(SMALL)/fm-b-test --tag holdout \
+		--configs none,diffaugment,ada
 	$(BIN)/python benchmarks/report.py
 
 clean-env:

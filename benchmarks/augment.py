@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import merge_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results" / "augment.json"
 IMAGES = ROOT / "docs" / "images"
@@ -37,23 +40,23 @@ SUBSETS = {"fm-a": (0, 1, 2, 3, 4), "fm-b": (5, 6, 7, 8, 9)}  # T-shirt..Coat; S
 PER_CLASS = 1000
 
 
-def make_folders(out: Path) -> None:
+def make_folders(out: Path, per_class: int = PER_CLASS, suffix: str = "") -> None:
     """Two Fashion-MNIST class subsets as folders of 32x32 PNGs (28x28 padded with background, as the named
-    dataset is fed) in class subfolders: 1,000 training images per class, and the test split's images of
-    the same classes as the reference."""
+    dataset is fed) in class subfolders: `per_class` training images per class (folders fm-a`suffix`,
+    fm-b`suffix`), and the test split's images of the same classes as the reference (fm-a-test, fm-b-test)."""
     from PIL import Image
 
     from ganforge.data.sources import DATASETS, load_idx_dataset, locate
 
     classes = DATASETS["fashion-mnist"].classes
-    for split, suffix in (("train", ""), ("test", "-test")):
+    for split in ("train", "test"):
         images, labels = load_idx_dataset(locate("fashion-mnist", split), split)
         images = torch.nn.functional.pad(images, (2, 2, 2, 2))
         for name, keep in SUBSETS.items():
             for c in keep:
-                folder = out / f"{name}{suffix}" / classes[c].replace("/", "-")
+                folder = out / (f"{name}{suffix}" if split == "train" else f"{name}-test") / classes[c].replace("/", "-")
                 folder.mkdir(parents=True, exist_ok=True)
-                idx = (labels == c).nonzero().flatten()[: PER_CLASS]
+                idx = (labels == c).nonzero().flatten()[: per_class if split == "train" else None]
                 for i in idx.tolist():
                     Image.fromarray(images[i, 0].numpy()).save(folder / f"{i:05d}.png")
     print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} under {out}")
@@ -67,7 +70,6 @@ def run(args) -> None:
     from ganforge.viz import save_grid
 
     reference = load_image_set(args.reference, n=args.n, seed=0)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in args.configs.split(","):
         layers = [{"data": {"name": str(args.data)}, "train": {"minutes": args.minutes, "seed": args.seed}},
                   CONFIGS[name], C.parse_set(args.set)]
@@ -89,12 +91,10 @@ def run(args) -> None:
                  "kid": round(res["kid"]["mean"], 5), "kid_std": round(res["kid"]["std"], 5),
                  "d_acc_last": round(float(np.mean(acc[-5:])), 3) if acc else None,
                  "p_last": round(p[-1], 3) if p else None, "extractor": res["extractor"], "n": args.n,
-                 "set": args.set, "seconds": round(time.time() - t0), "date": time.strftime("%Y-%m-%d"),
-                 "torch": torch.__version__}
-        results[f"{args.tag}/{name}"] = entry
+                 "set": args.set, "threads": torch.get_num_threads(), "seconds": round(time.time() - t0),
+                 "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+        merge_result(RESULTS, f"{args.tag}/{name}", entry)
         print(json.dumps(entry), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
 def main() -> None:
@@ -102,6 +102,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="verb", required=True)
     f = sub.add_parser("folders")
     f.add_argument("out", type=Path)
+    f.add_argument("--per-class", type=int, default=PER_CLASS, help="training images per class")
+    f.add_argument("--suffix", default="", help="added to the training folders' names (fm-a-1k: --suffix=-1k)")
     r = sub.add_parser("run")
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--reference", type=Path, required=True)
@@ -115,7 +117,7 @@ def main() -> None:
     r.add_argument("--runs", type=Path, default=ROOT / "runs")
     args = ap.parse_args()
     if args.verb == "folders":
-        make_folders(args.out)
+        make_folders(args.out, args.per_class, args.suffix)
     else:
         run(args)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,11 @@ from ganforge.data import load_data
 from ganforge.metrics.domain import class_histogram, classify
 from ganforge.metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 from ganforge.train.loop import train
-from ganforge.viz import save_grid
+from ganforge.viz import build_progress_gif, save_grid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from plain_loop import PlainLoop  # noqa: E402
+from results_file import merge_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results" / "quality.json"
@@ -69,7 +69,6 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
     args = ap.parse_args()
     reference = load_image_set(DATASET, n=args.n, split="test")
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     todo = ["measure"] if args.measure else args.which.split(",")
     for which in todo:
@@ -91,8 +90,9 @@ def main() -> None:
                       nrow=8)
             entry = {"what": f"ganforge {model}, {budget}" + (f" ({' '.join(args.set)})" if args.set else ""),
                      "steps": steps, "run": str(run), **measure(fake, reference, "samples")}
-            if (run / "samples" / "progress.gif").exists() and tag == model:
-                shutil.copy(run / "samples" / "progress.gif", IMAGES / f"{model}-fashion-progress.gif")
+            if tag == model and model == "dcgan":  # the README's film: a small copy (14 frames, half size)
+                build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{model}-fashion-progress.gif",
+                                   shrink=2)
             which = tag
         elif which == "plain":
             tr = load_data(DATASET, 32, "train")
@@ -107,11 +107,10 @@ def main() -> None:
                      "run": str(out), **measure(fake, reference, "plain samples")}
         else:
             raise SystemExit(f"unknown --which {which}")
-        entry.update(seconds=round(time.time() - t0), torch=torch.__version__, date=time.strftime("%Y-%m-%d"))
-        results[which] = entry
+        entry.update(seconds=round(time.time() - t0), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),
+                     threads=torch.get_num_threads())
+        merge_result(RESULTS, which, entry)
         print(json.dumps({which: entry}), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

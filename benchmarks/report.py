@@ -40,7 +40,9 @@ def quality_section() -> list[str]:
     first = next(iter(data.values()))
     lines = [
         "Commands: `make bench-quality` (`python benchmarks/quality.py --which floor,dcgan,gan,plain --minutes 10`) "
-        "for the 10-minute rows; each training run had the machine to itself. The 2000-step rows compare bf16 "
+        "for the 10-minute rows; each training run had the machine to itself (2 threads). Rows run side by side "
+        "to compare two settings under the same load (one thread each, `OMP_NUM_THREADS=1`) say so in the "
+        "threads column; compare them with each other, not with the 2-thread rows. The 2000-step rows compare bf16 "
         "with fp32 at an equal step count (`python benchmarks/quality.py --which dcgan --steps 2000 "
         "[--set train.precision=fp32] --tag NAME`); a finished run is measured again with "
         "`python benchmarks/quality.py --measure RUN --tag NAME`.",
@@ -50,17 +52,53 @@ def quality_section() -> list[str]:
         f"{first['n_real']} images of the {first['reference']} split. Classes covered: predicted classes holding "
         f"at least 1% of the samples (10 is all); entropy of the predicted classes (uniform = 2.303).",
         "",
-        "| run | steps | FID | KID (x1e3) | precision | recall | classes covered | class entropy |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | threads | steps | FID | KID (x1e3) | precision | recall | classes covered | class entropy |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     order = ["floor", "dcgan", "plain", "gan"]
     for _, e in sorted(data.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
-        lines.append(f"| {e['what']} | {e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
+        lines.append(f"| {e['what']} | {e.get('threads', 2)} | {e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
                      f"{1000 * e['kid_std']:.2f} | {e['precision']:.3f} | {e['recall']:.3f} | {e['classes_covered']} | "
                      f"{e['entropy']:.3f} |")
     if "dcgan" in data and "plain" in data:
         lines += ["", f"ganforge dcgan / plain loop FID at the same 10 minutes: "
                       f"**{data['dcgan']['fid'] / data['plain']['fid']:.2f}x** (target <= 0.6x)."]
+    return lines
+
+
+def augment_section() -> list[str]:
+    path = RESULTS / "augment.json"
+    if not path.exists():
+        return ["No small-data results yet: see `python benchmarks/augment.py --help`."]
+    data = json.loads(path.read_text())
+    first = next(iter(data.values()))
+    lines = [
+        "Commands: `python benchmarks/augment.py folders DIR [--per-class K --suffix=-S]` writes two Fashion-MNIST "
+        "class subsets as folders of 32x32 PNGs in class subfolders (`fm-a`: T-shirt/top, Trouser, Pullover, Dress, "
+        "Coat; `fm-b`: Sandal, Shirt, Sneaker, Bag, Ankle boot; 1,000, 200 or 100 training images per class) and "
+        "the test images of the same classes (`fm-a-test`, `fm-b-test`, 5,000 each); `python benchmarks/augment.py "
+        "run --data DIR/fm-a-1k --reference DIR/fm-a-test --minutes 5 --configs none,ada --tag tune-1k` trains "
+        "the same model for the same minutes with each setting. Settings were compared on `fm-a` folders only "
+        "(`tune` tags); `fm-b` (`holdout` tags) was run afterwards, once, to check the conclusion. Rows with 1 "
+        "thread ran side by side (`OMP_NUM_THREADS=1`, one setting per core) so the settings they compare shared "
+        "the machine alike.",
+        "",
+        f"FID and KID: torch-fidelity on the `{first['extractor']}` features, {first['n']} samples against the "
+        f"held-out test images of the folder's classes. D accuracy: the mean of the last five logged values.",
+        "",
+        "| data | images | setting | threads | minutes | steps | FID | KID (x1e3) | D accuracy at the end | ADA p at the end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, e in data.items():
+        lines.append(f"| {e['tag']} ({Path(e['data']).name}) | {e['images']} | {e['config']}"
+                     f"{' (' + e['note'] + ')' if e.get('note') else ''} | {e.get('threads', 2)} | "
+                     f"{e['minutes']:g} | "
+                     f"{e['steps']} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- {1000 * e['kid_std']:.2f} | "
+                     f"{e['d_acc_last'] if e['d_acc_last'] is not None else '-'} | "
+                     f"{e['p_last'] if e['p_last'] is not None else '-'} |")
+    lines += ["", "Settings: `none` (no augmentation, the papers' recipe); `diffaugment` (color, translation and "
+                  "cutout on every image D sees, p = 1; Zhao et al. 2020); `ada` (the same ops, each with "
+                  "probability p adapted to keep E[sign(D(real))] near 0.6; Karras et al. 2020)."]
     return lines
 
 
@@ -74,8 +112,9 @@ def extractor_section() -> list[str]:
             meta = f.metadata() or {}
         lines.append(f"| `{path.stem}` | `python scripts/train_feature_extractors.py --dataset {meta.get('dataset')}` | "
                      f"{meta.get('test_accuracy')} | {meta.get('epochs')} | {meta.get('seed')} |")
-    return lines + ["", "`mnist-classifier` is trained by the same script where MNIST's files exist (not on the "
-                        "machine these pages were made on); its code path is tested on generated IDX files."]
+    return lines + ["", "`mnist-classifier` is not shipped: it is trained by the same script where MNIST's files "
+                        "exist (not on the machine these pages were made on); its code path is tested on generated "
+                        "IDX files."]
 
 
 def main() -> None:
@@ -83,6 +122,7 @@ def main() -> None:
            "comes from the command named with it, on the 2-core CPU these pages were made on.", "",
            "## Training speed: ganforge's step against a plain PyTorch loop", "", *speed_section(), "",
            "## Quality at a budget: Fashion-MNIST", "", *quality_section(), "",
+           "## Small data: augmenting what D sees", "", *augment_section(), "",
            "## Feature extractors", "", "Accuracy on the dataset's test split, read from the shipped weights' "
            "metadata.", "", *extractor_section(), ""]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(out))

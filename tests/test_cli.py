@@ -361,6 +361,32 @@ def test_every_model_trains_samples_and_takes_classes_through_the_cli(model, fak
                                capsys), "unknown class", "Sneaker")
     assert run_main(["interpolate", str(cond), "--seeds", "0,1", "--steps", "2", "--class", "3",
                      "--out", str(tmp_path / "walk.png")], capsys).returncode == 0
+    # the same command line again, with --resume and more steps, continues the run
+    more = [a if a != "2" else "3" for a in _tiny_train_args(model, cond, "--class-conditional", "--resume")]
+    proc = run_main(more, capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert "(step 3," in proc.stdout
+
+
+def test_classes_named_like_numbers_are_found_by_name(fake_fashion, tmp_path, capsys):
+    import ganforge
+
+    folder = tmp_path / "digits"
+    for name, value in (("1", 30), ("3", 120), ("7", 220)):
+        for i in range(4):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((16, 16), value + i, np.uint8)).save(folder / name / f"{i}.png")
+    args = ["train", "dcgan", "--data", str(folder), "--resolution", "16", "--steps", "1", "--batch-size", "4",
+            "--class-conditional", "--set", "arch.base_channels=4", "--quiet", "--out", str(tmp_path / "run")]
+    assert run_main(args, capsys).returncode == 0
+    gen = ganforge.load(tmp_path / "run")
+    assert gen.classes == ("1", "3", "7")
+    assert gen.class_index("7") == 2 and gen.class_index("1") == 0 and gen.class_index(1) == 1
+
+
+def test_ada_without_ops_is_an_error(capsys, tmp_path):
+    assert_user_error(run_main(["train", "dcgan", "--set", "recipe.ada=true", "--out", str(tmp_path / "r")], capsys),
+                      "recipe.augment")
 
 
 def test_class_conditional_on_a_folder_without_classes_is_one_clear_error(tmp_path, capsys):

@@ -67,3 +67,27 @@ def test_resume_may_extend_but_not_change_the_model(tmp_path):
         prepare_run("gan", [], run, resume=True)
     with pytest.raises(GanforgeError, match="holds no run"):
         prepare_run("dcgan", [], tmp_path / "nothing", resume=True)
+
+
+def test_gan_with_sgd_gets_the_papers_sgd_settings_unless_set():
+    sgd = C.resolve("gan", [{"train": {"optimizer": "sgd"}}]).train
+    assert (sgd.lr_g, sgd.lr_d, sgd.betas[0]) == (0.1, 0.1, 0.5)     # mnist.yaml: lr .1, momentum .5
+    assert (sgd.lr_decay, sgd.lr_min, sgd.momentum_final) == (1.000004, 1e-6, 0.7)
+    assert C.resolve("gan", [{"train": {"optimizer": "sgd", "lr_d": 0.05}}]).train.lr_d == 0.05
+    adam = C.resolve("gan", []).train
+    assert adam.optimizer == "adam" and adam.lr_g == 2e-4 and adam.lr_decay == 1.0
+
+
+def test_sgd_schedules_follow_the_step_and_images_shown():
+    import torch
+
+    from ganforge.train.loop import adjust_sgd
+
+    cfg = C.resolve("gan", [{"train": {"optimizer": "sgd"}}])
+    opt = {k: torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.0) for k in ("G", "D")}
+    adjust_sgd(opt, cfg, step=50_000, nimg=6_250_000)  # half of the 250 epochs of 50k images
+    group = opt["G"].param_groups[0]
+    assert group["lr"] == pytest.approx(0.1 / 1.000004 ** 50_000)
+    assert group["momentum"] == pytest.approx(0.6)
+    adjust_sgd(opt, cfg, step=10**8, nimg=10**9)
+    assert opt["D"].param_groups[0]["lr"] == 1e-6 and opt["D"].param_groups[0]["momentum"] == pytest.approx(0.7)

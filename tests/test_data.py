@@ -681,3 +681,30 @@ def test_emoji_is_a_named_labelled_colour_dataset(isolated_data):
     assert "smileys-and-emotion" in data.classes and data.labels is not None
     with pytest.raises(GanforgeError, match="no test split"):
         load_data("emoji", 32, split="test")
+
+
+def test_a_truncated_jpeg_is_skipped_alike_in_memory_and_streamed(tmp_path):
+    import io
+
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        _png(tmp_path / "f" / f"{i}.png", rng.integers(0, 255, (12, 12, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    (tmp_path / "f" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header intact
+    with pytest.warns(UserWarning):
+        memory = load_data(str(tmp_path / "f"), 8, stream="never")
+    with pytest.warns(UserWarning):
+        streamed = load_data(str(tmp_path / "f"), 8, stream="always")
+    assert len(memory) == len(streamed) == 5, "both must hold the same files, so both read the same order"
+    assert streamed.report["skipped"] == memory.report["skipped"] == 1
+    assert torch.equal(memory.take(torch.arange(5))["image"], streamed.take(torch.arange(5))["image"])
+
+
+def test_a_base_of_28_serves_lower_resolutions_with_the_same_framing(fake_fashion):
+    data = load_data("fashion-mnist", 28)
+    assert data.resolution == 28
+    small = data.at(14)
+    # no 32px padding slipped in: a plain 2x2 average of the base, give or take the antialiasing filter's rounding
+    pooled = torch.nn.functional.avg_pool2d(data.images.float(), 2)
+    assert (small.float() - pooled).abs().mean() < 3

@@ -292,7 +292,7 @@ def cmd_eval(args) -> None:
         raise GanforgeError("nothing to evaluate: give RUN_OR_CKPT, or --fake PATH with --real NAME_OR_PATH")
     real = load_image_set(ref, n=args.n, split=args.split, resolution=resolution, seed=args.seed)
     result = evaluate(fake, real, metrics, args.extractor, args.kid_subset_size, args.inception_weights,
-                      args.device)
+                      str(device))
     print(json.dumps(result, indent=1))
 
 

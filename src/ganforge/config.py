@@ -1,7 +1,8 @@
 """Typed run configuration: dataclasses, YAML presets and `--set key=value` overrides.
 
 A resolved config is layered: dataclass defaults <- the model's paper defaults (registry) <- the preset
-`presets/<model>_<data>.yaml` if one exists <- `--config FILE` <- command-line flags <- `--set`.
+`src/ganforge/presets/<model>_<data>.yaml` if one exists (the mechanism is tested; no preset ships yet: none
+has been measured to beat the defaults) <- `--config FILE` <- command-line flags <- `--set`.
 An unknown key anywhere is an error that names it; values are checked against the field's type.
 """
 from __future__ import annotations
@@ -308,6 +309,9 @@ def _check_recipe(cfg: RunConfig) -> None:
             parse_policy(r.augment)
         except ValueError as e:
             raise GanforgeError(f"recipe.augment: {e}") from None
+        if r.ada and not r.augment:
+            raise GanforgeError("recipe.ada adapts the strength of recipe.augment's ops, and recipe.augment is empty; "
+                                "set recipe.augment=color,translation,cutout")
         if not 0 <= r.augment_p <= 1:
             raise GanforgeError(f"recipe.augment_p must lie in [0, 1], got {r.augment_p}")
         if not 0 < r.ada_target < 1 or not r.ada_kimg > 0 or r.ada_interval < 1:

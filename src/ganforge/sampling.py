@@ -26,11 +26,12 @@ class Generator:
     def __init__(self, net: torch.nn.Module, recipe, cfg, channels: int, source: Path, step: int | None,
                  classes: tuple[str, ...] = ()):
         self.net, self.recipe, self.cfg, self.channels, self.source, self.step = net, recipe, cfg, channels, source, step
-        self.z_dim: int = net.z_dim
+        self.z_dim: int = getattr(net, "z_dim", 0)  # 0: no latent (an image-to-image translator)
         self.resolution: int = cfg.data.resolution
         self.capabilities = capabilities(net)
         self.num_classes: int = self.capabilities["num_classes"]
-        self.classes = tuple(classes) or tuple(str(i) for i in range(self.num_classes))
+        # the class names of what it was trained on, where it generates by class
+        self.classes = (tuple(classes) or tuple(str(i) for i in range(self.num_classes))) if self.num_classes else ()
 
     @property
     def conditional(self) -> bool:
@@ -54,10 +55,11 @@ class Generator:
         if not self.conditional:
             raise GanforgeError(f"this {self.cfg.model} model is unconditional: it takes no class (train one with "
                                 f"--class-conditional on data with classes)")
-        if isinstance(c, str) and not c.lstrip("-").isdigit():
-            if c not in self.classes:
+        if isinstance(c, str):
+            if c in self.classes:  # a name first: class folders may be called "1", "3", "7"
+                return self.classes.index(c)
+            if not c.lstrip("-").isdigit():
                 raise GanforgeError(f"unknown class {c!r}; the model's classes: {', '.join(self.classes)}")
-            return self.classes.index(c)
         i = int(c)
         if not 0 <= i < self.num_classes:
             raise GanforgeError(f"class {i} is out of range: the model has {self.num_classes} classes "

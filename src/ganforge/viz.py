@@ -109,8 +109,10 @@ def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_
     return _write_gif([_image(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]))
 
 
-def build_progress_gif(samples_dir: Path, max_frames: int = 60) -> Path | None:
-    """samples/step_*.png -> samples/progress.gif: the article's "digits appearing as the GAN learns"."""
+def build_progress_gif(samples_dir: Path, max_frames: int = 60, out: Path | None = None,
+                       shrink: int = 1) -> Path | None:
+    """samples/step_*.png -> samples/progress.gif (or `out`): the article's "digits appearing as the GAN
+    learns". `shrink` divides the grids' on-screen size (for small copies in the docs)."""
     from PIL import Image
 
     samples_dir = Path(samples_dir)
@@ -124,12 +126,15 @@ def build_progress_gif(samples_dir: Path, max_frames: int = 60) -> Path | None:
     for p in grids:
         try:
             with Image.open(p) as im:
-                frames.append(im.convert("L") if im.mode == "L" else im.convert("RGB"))
+                frame = im.convert("L") if im.mode == "L" else im.convert("RGB")
+                if shrink > 1:
+                    frame = frame.resize((frame.width // shrink, frame.height // shrink), Image.NEAREST)
+                frames.append(frame)
         except OSError:  # a grid damaged by a crash in an older version: leave it out of the film
             continue
     if not frames:
         return None
     # the grids are already at screen size (save_grid scaled them): no further scaling
-    return _write_gif(frames, samples_dir / "progress.gif", duration_ms=150, last_hold=10)
+    return _write_gif(frames, out or samples_dir / "progress.gif", duration_ms=150, last_hold=10)
 
 

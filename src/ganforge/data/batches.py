@@ -68,20 +68,21 @@ class Batches:
             raw = self._next_streamed(resolution, batch_size)
         else:
             idx = self._advance(batch_size)
-            raw = {}
+            raw, taken = {}, None
             for k in self.keys:
-                src = self._device_copy(k, resolution) if k in IMAGE_KEYS else None
-                if src is not None:
-                    raw[k] = src[idx.to(src.device)]
-                else:
-                    raw[k] = self.data.take(idx, resolution)[k] if k in IMAGE_KEYS else self.data.labels[idx]
+                on_device = self._on_device_copy(k, resolution) if k in IMAGE_KEYS else None
+                if on_device is not None:
+                    raw[k] = on_device[idx.to(on_device.device)]
+                else:  # from the base or a cached resolution; else only these rows are resized
+                    taken = taken if taken is not None else self.data.take(idx, resolution)
+                    raw[k] = taken[k]
         return self._finish(raw)
 
-    def _device_copy(self, key: str, resolution: int) -> torch.Tensor | None:
+    def _on_device_copy(self, key: str, resolution: int) -> torch.Tensor | None:
         # On a GPU the whole uint8 dataset lives on the device (Fashion-MNIST: 61 MB), so a batch is an index on
-        # the GPU, not a host-to-device copy and a sync every step. On the CPU the data serves directly.
-        if self.device.type != "cuda":
-            return self.data.at(resolution, key)
+        # the GPU, not a host-to-device copy and a sync every step; where the resolution fits the budget.
+        if self.device.type != "cuda" or not self.data.servable(resolution, key):
+            return None
         hit = self._on_device.get((key, resolution))
         if hit is None:
             hit = self._on_device[(key, resolution)] = self.data.at(resolution, key).to(self.device)

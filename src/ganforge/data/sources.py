@@ -1,11 +1,12 @@
 """Where images come from: named datasets (IDX files), folders of images.
 
-Named datasets are looked up in order (DESIGN.md): an explicit path, the user cache (`$GANFORGE_DATA`,
+Named datasets are looked up in this order: an explicit path, the user cache (`$GANFORGE_DATA`,
 default `~/.cache/ganforge`), system locations (Debian's `/usr/share/datasets/...`), then torchvision's
 download into the cache. When nothing is found, the error lists every place tried.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import warnings
@@ -102,7 +103,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def locate(name: str, split: str = "train", download: bool | None = None) -> Path:
-    """The folder that holds `name`'s IDX files, searched in DESIGN.md's order; downloads as a last resort."""
+    """The folder that holds `name`'s IDX files, searched in the documented order; downloads as a last resort."""
     ds = DATASETS[name]
     tried = []
     candidates = [cache_dir() / name, cache_dir() / name / "raw", *map(Path, _system_dirs(ds))]
@@ -288,6 +289,29 @@ def index_folder(path: Path, channels: int | None = None, paired: bool = False) 
     return FolderIndex(path, files, labels, classes, channels, mode, bad)
 
 
+def _keep_decodable(index: FolderIndex) -> FolderIndex:
+    """Drop the files that do not decode whole (a header check passes a truncated JPEG), so a streamed folder
+    holds exactly the files an in-memory load of it keeps: the same N, the same order, no crash mid-training."""
+    from PIL import Image
+
+    keep, bad = [], list(index.skipped or [])
+    for i, f in enumerate(index.files):
+        try:
+            for p in (f if isinstance(f, tuple) else (f,)):
+                with Image.open(p) as img:
+                    img.load()
+            keep.append(i)
+        except _read_errors() as e:
+            bad.append(f"{(f[0] if isinstance(f, tuple) else f).name} ({type(e).__name__})")
+    if len(keep) == len(index.files):
+        return index
+    if not keep:
+        raise GanforgeError(f"none of the image files in {index.root} could be read: {', '.join(bad[:5])}")
+    warnings.warn(f"skipped {len(index.files) - len(keep)} file(s) of {index.root} that do not decode", stacklevel=3)
+    labels = [index.labels[i] for i in keep] if index.labels is not None else None
+    return dataclasses.replace(index, files=[index.files[i] for i in keep], labels=labels, skipped=bad)
+
+
 def read_item(index: FolderIndex, i: int, resolution: int) -> dict[str, np.ndarray]:
     f = index.files[i]
     if index.paired == "folders":
@@ -312,8 +336,13 @@ def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
         return images
     if (h, w) == (28, 28):
         images = F.pad(images, (2, 2, 2, 2))  # uint8 zero = black background
-        if resolution == 32:
-            return images
+    return _resize(images, resolution)
+
+
+def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Antialiased resize of uint8 [N, C, H, W], no framing rules: how a base resolution serves the others."""
+    if images.shape[-1] == resolution:
+        return images
     out = []
     for chunk in images.split(4096):
         x = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
@@ -387,24 +416,39 @@ class ImageData:
         """All of `key` at `resolution` (in memory), cached while the cache fits the memory budget."""
         if self.fields is None:
             raise GanforgeError(f"{self.name} is streamed from disk; read it in batches")
-        base = self.fields[key]
         if resolution == self._resolution:
-            return base
+            return self.fields[key]
         hit = self._cache.get((key, resolution))
         if hit is None:
-            hit = resize_uint8(base, resolution)
-            used = sum(t.numel() for t in self._cache.values()) + sum(t.numel() for t in self.fields.values())
-            if used + hit.numel() <= self.budget:
+            hit = _resize(self.fields[key], resolution)
+            if self._fits(hit.numel()):
                 self._cache[(key, resolution)] = hit
         return hit
 
+    def _fits(self, more: int) -> bool:
+        used = sum(t.numel() for t in self._cache.values()) + sum(t.numel() for t in self.fields.values())
+        return used + more <= self.budget
+
+    def servable(self, resolution: int, key: str = "image") -> bool:
+        """Whether `at(resolution)` is (or can become) one in-memory tensor: the base, cached, or fits."""
+        if self.fields is None:
+            return False
+        n = self.fields[key]
+        return (resolution == self._resolution or (key, resolution) in self._cache
+                or self._fits(n.shape[0] * n.shape[1] * resolution * resolution))
+
     def item(self, i: int, resolution: int) -> dict[str, torch.Tensor]:
         """One streamed item: uint8 [C, R, R] per image key, and its label; the same pixels `take` gives."""
-        arrays = read_item(self.index, i, self._resolution)
+        try:
+            arrays = read_item(self.index, i, self._resolution)
+        except _read_errors() as e:  # it decoded when the folder was indexed: the disk changed under the run
+            f = self.index.files[i]
+            raise GanforgeError(f"{f} can no longer be read ({type(e).__name__}: {e}); restore or remove it and "
+                                f"--resume") from None
         out = {}
         for k, a in arrays.items():
             x = torch.from_numpy(np.array(a)).permute(2, 0, 1)  # a writable copy
-            out[k] = resize_uint8(x[None], resolution)[0] if resolution != self._resolution else x
+            out[k] = _resize(x[None], resolution)[0]
         if self.labels is not None:
             out["label"] = self.labels[i]
         return out
@@ -415,8 +459,8 @@ class ImageData:
         if self.fields is not None:
             out = {}
             for k in self.fields:
-                cached = (k, resolution) in self._cache or resolution == self._resolution
-                out[k] = self.at(resolution, k)[index] if cached else resize_uint8(self.fields[k][index], resolution)
+                out[k] = (self.at(resolution, k)[index] if self.servable(resolution, k)
+                          else _resize(self.fields[k][index], resolution))
             if self.labels is not None:
                 out["label"] = self.labels[index]
             return out
@@ -467,12 +511,16 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
                          labels=labels, classes=tuple(str(i) for i in range(int(labels.max()) + 1)), budget=budget)
     index = index_folder(path, channels, paired)
     report = {"source": str(path), "found": len(index.files) + len(index.skipped), "loaded": len(index.files),
-              "skipped": len(index.skipped), "skipped_files": index.skipped}
+              "skipped": len(index.skipped), "skipped_files": list(index.skipped)}
     labels = torch.tensor(index.labels, dtype=torch.int64) if index.labels is not None else None
     common = dict(labels=labels, classes=index.classes, report=report, budget=budget)
     if stream not in ("auto", "always", "never"):
         raise GanforgeError(f"data.stream must be auto, always or never, got {stream!r}")
     if stream == "always" or (stream == "auto" and index.nbytes(resolution) > budget):
+        index = _keep_decodable(index)
+        labels = torch.tensor(index.labels, dtype=torch.int64) if index.labels is not None else None
+        report.update(loaded=len(index.files), skipped=len(index.skipped), skipped_files=index.skipped)
+        common.update(labels=labels)
         return ImageData(path.name, str(path), index=index, resolution=resolution, **common)
     fields: dict[str, list] = {}
     bad = []
@@ -482,9 +530,11 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
                 fields.setdefault(k, []).append(a)
         except _read_errors() as e:  # passed the header check, failed to decode: still not a crash
             bad.append(i)
+            report["skipped_files"].append(f"{index.files[i]} ({type(e).__name__})")
             warnings.warn(f"skipped unreadable {index.files[i]} ({type(e).__name__})", stacklevel=2)
     if bad:
-        keep = [i for i in range(len(index.files)) if i not in set(bad)]
+        dropped = set(bad)
+        keep = [i for i in range(len(index.files)) if i not in dropped]
         if not keep:
             raise GanforgeError(f"none of the image files in {path} could be read")
         common["labels"] = labels[keep] if labels is not None else None

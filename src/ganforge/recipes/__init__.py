@@ -1,5 +1,5 @@
 """Recipes: how a family trains. The loop (train/loop.py) knows phases, not GAN maths; everything a family
-needs beyond "D step, G step" goes through the recipe (DESIGN.md, "How the later families fit"):
+needs beyond "D step, G step" goes through the recipe (docs/design.md, "The five seams"):
 
 - `config_cls`: the recipe's own config section (`recipe.*` keys), saved with the run;
 - `needs(G)`: the batch keys it takes ("image", "label", "source"); a data source that lacks one is an error

@@ -30,8 +30,9 @@ from ..losses import DECISION_BOUNDARY, LOSSES
 class UnconditionalConfig:
     augment: str = ""          # D's differentiable augmentation: comma-separated ops of color, translation,
                                # cutout ("" = none, the papers' setting)
-    augment_p: float = 1.0     # probability of each op per image: 1 = DiffAugment; with ada, the starting p
-    ada: bool = False          # adapt p to D's overfitting (ADA): r_t = E[sign(D(real))] held near ada_target
+    augment_p: float = 1.0     # probability of each op per image: 1 = DiffAugment (ignored with ada)
+    ada: bool = False          # adapt p to D's overfitting (ADA): starts at 0; r_t = E[sign(D(real))] held near
+                               # ada_target
     ada_target: float = 0.6    # ADA's r_t target (the paper's 0.6)
     ada_kimg: float = 100.0    # thousands of images for p to move from 0 to 1 (paper: 500, for week-long runs)
     ada_interval: int = 4      # D steps between adjustments of p (paper: 4)
@@ -53,12 +54,13 @@ class Unconditional:
         self.num_classes = getattr(G, "num_classes", 0)
         self.ops = parse_policy(self.rc.augment)
         device = next(D.parameters()).device if D is not None else torch.device("cpu")
-        self.ada = (AdaptiveP(self.rc.ada_target, self.rc.ada_interval, self.rc.ada_kimg, self.rc.augment_p, device)
+        self.ada = (AdaptiveP(self.rc.ada_target, self.rc.ada_interval, self.rc.ada_kimg, 0.0, device)
                     if self.ops and self.rc.ada else None)
-        # Whether ADA's p is above 0, read on the host only when p can have changed (every ada_interval D
-        # steps, as the official code reads its statistics): while D does not overfit, p stays 0 and the step
-        # costs nothing extra.
-        self._augmenting = bool(self.ops) and (self.ada is None or self.rc.augment_p > 0)
+        # Whether D's inputs are augmented at all. With ADA it switches on the first time p rises above 0 (read
+        # on the host only when p was just adjusted, every ada_interval D steps, as the official code reads its
+        # statistics) and stays on: while D does not overfit, the step costs nothing extra, and once it does,
+        # no more host reads. It is recipe state, so a resumed run augments exactly when the original did.
+        self._augmenting = bool(self.ops) and self.ada is None and self.rc.augment_p > 0
 
     # -- the contract
     @staticmethod
@@ -91,12 +93,14 @@ class Unconditional:
         return out
 
     def state_dict(self) -> dict:
-        return {"ada": {k: v.tolist() for k, v in self.ada.state_dict().items()}} if self.ada is not None else {}
+        if self.ada is None:
+            return {}
+        return {"ada": {k: v.tolist() for k, v in self.ada.state_dict().items()}, "augmenting": self._augmenting}
 
     def load_state_dict(self, state: dict) -> None:
         if self.ada is not None and "ada" in state:
             self.ada.load_state_dict({k: torch.tensor(v) for k, v in state["ada"].items()})
-            self._augmenting = float(self.ada.p) > 0
+            self._augmenting = bool(state["augmenting"])
 
     # -- one step
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +128,7 @@ class Unconditional:
                     stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
             if self.ada is not None:
                 self.ada.observe(real_logits.detach())
-                if self.ada.step(real_logits.shape[0]):  # p was just adjusted
+                if self.ada.step(real_logits.shape[0]) and not self._augmenting:  # p was just adjusted
                     self._augmenting = float(self.ada.p) > 0
                 stats["aug/p"] = self.ada.p.detach().clone()
                 stats["aug/rt"] = self.ada.rt().detach().clone()

@@ -255,14 +255,15 @@ class Trainer:
 
         t = self.cfg.train
         if self._eval_reference is None:
+            from ..data.sources import DATASETS
+
             name = self.cfg.data.name
-            try:
+            if name in DATASETS:  # a named dataset's test split
                 self._eval_reference = load_image_set(name, n=t.eval_n, split="test", resolution=self.data.resolution,
                                                       channels=self.data.channels)
-            except GanforgeError:  # a folder (or no test split): the training images themselves
+            else:  # a folder (or no test split): the training images themselves, read as the run reads them
                 idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: t.eval_n]
-                imgs = self.data.take(idx)["image"]
-                self._eval_reference = ImageSet(imgs, f"{self.data.name} (training images)")
+                self._eval_reference = ImageSet(self.data.take(idx)["image"], f"{self.data.name} (training images)")
         inputs = self.recipe.inputs(t.eval_n, torch.Generator().manual_seed(t.seed + 4242))
         with torch.random.fork_rng(devices=[]):
             fake_f = self._generate(inputs)

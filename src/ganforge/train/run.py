@@ -40,6 +40,8 @@ def prepare_run(model: str, layers: list[dict], run_dir: Path, resume: bool) -> 
         if "train.minutes" in explicit:
             explicit.add("train.steps")  # --minutes alone also lifts the step limit
         changed = [k for k in explicit if k in before and before[k] != after.get(k)]
+        if after.get("arch.num_classes") == -1 and before.get("arch.num_classes", 0) > 0:
+            changed.remove("arch.num_classes")  # --class-conditional again: the run already resolved it
         bad = [k for k in changed if k not in OVERRIDABLE_ON_RESUME]
         if bad:
             raise GanforgeError(f"--resume cannot change {', '.join(sorted(bad))} of the run in {run_dir} "
