@@ -45,15 +45,10 @@ bench-quality: data
 	$(BIN)/python benchmarks/quality.py --which floor,ganforge,plain --minutes 10
 	$(BIN)/python benchmarks/report.py
 
-# 50 minutes: DCGAN on two 5,000-image Fashion-MNIST class subsets, with and without augmentation, 5 minutes each
-SMALL ?= /tmp/ganforge-small
+# about 45 minutes: DCGAN on Fashion-MNIST class subsets of 5,000, 1,000 and 500 images, with and without
+# augmentation (docs/benchmarks.md, "Small data")
 bench-small: data
-	$(BIN)/python benchmarks/augment.py folders $(SMALL)
-	$(BIN)/python benchmarks/augment.py run --data $(SMALL)/fm-a --reference $(SMALL)/fm-a-test --tag tune \
-		--configs none,diffaugment,ada
-	$(BIN)/python benchmarks/augment.py run --data $(SMALL)/fm-b --reference $(SMALL)/fm-b-test --tag holdout \
-		--configs none,diffaugment,ada
-	$(BIN)/python benchmarks/report.py
+	PY=$(BIN)/python bash benchmarks/small_data.sh
 
 clean-env:
 	rm -rf $(VENV)

@@ -5,12 +5,11 @@ measures FID/KID of 5,000 samples against held-out images of the same classes (t
 features, offline). The defaults are chosen on one folder (`--tag tune`) and confirmed on another that was not
 looked at while choosing (`--tag holdout`).
 
-    python benchmarks/augment.py folders /tmp/ganforge-small     # writes the Fashion-MNIST class subsets
+    python benchmarks/augment.py folders /tmp/ganforge-small [--per-class 200 --suffix=-1k]
     python benchmarks/augment.py run --data /tmp/ganforge-small/fm-a --reference /tmp/ganforge-small/fm-a-test \
         --minutes 5 --configs none,diffaugment,ada --tag tune
-    python benchmarks/augment.py run --data /tmp/ganforge-small/fm-b --reference /tmp/ganforge-small/fm-b-test \
-        --minutes 5 --configs none,ada --tag holdout
 
+benchmarks/small_data.sh runs every row of docs/benchmarks.md's small-data table as it was run.
 Results merge into docs/results/augment.json; benchmarks/report.py renders them into docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -84,7 +83,7 @@ def run(args) -> None:
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         acc = [r["D/acc"] for r in rows if "D/acc" in r]
         p = [r["aug/p"] for r in rows if "aug/p" in r]
-        save_grid(fake[:64], IMAGES / f"augment-{args.tag}-{name}.png", nrow=8)
+        save_grid(fake[:64], (IMAGES if args.grid_to_docs else out) / f"augment-{args.tag}-{name}.png", nrow=8)
         entry = {"tag": args.tag, "config": name, "model": args.model, "data": str(args.data),
                  "images": len(list(Path(args.data).rglob("*.png"))), "reference": str(args.reference),
                  "minutes": args.minutes, "steps": result["step"], "fid": round(res["fid"], 4),
@@ -115,6 +114,7 @@ def main() -> None:
     r.add_argument("--n", type=int, default=5000)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--runs", type=Path, default=ROOT / "runs")
+    r.add_argument("--grid-to-docs", action="store_true", help="write the sample grid to docs/images (else the run)")
     args = ap.parse_args()
     if args.verb == "folders":
         make_folders(args.out, args.per_class, args.suffix)

@@ -86,8 +86,8 @@ def main() -> None:
                 model = which
             fake = ganforge.load(run).sample(args.n, seed=0)
             tag = args.tag or model
-            save_grid(fake[:64], IMAGES / (f"{model}-fashion.png" if tag == model else f"{model}-fashion-{tag}.png"),
-                      nrow=8)
+            # the README shows the default runs' grids; a tagged run keeps its grid in its run directory
+            save_grid(fake[:64], IMAGES / f"{model}-fashion.png" if tag == model else run / "quality-grid.png", nrow=8)
             entry = {"what": f"ganforge {model}, {budget}" + (f" ({' '.join(args.set)})" if args.set else ""),
                      "steps": steps, "run": str(run), **measure(fake, reference, "samples")}
             if tag == model and model == "dcgan":  # the README's film: a small copy (14 frames, half size)

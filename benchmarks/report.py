@@ -96,6 +96,13 @@ def augment_section() -> list[str]:
                      f"{e['steps']} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- {1000 * e['kid_std']:.2f} | "
                      f"{e['d_acc_last'] if e['d_acc_last'] is not None else '-'} | "
                      f"{e['p_last'] if e['p_last'] is not None else '-'} |")
+    if (ROOT / "docs" / "images" / "augment-tune-500-none.png").exists() and "tune-500/none" in data:
+        none, ada = data["tune-500/none"], data["tune-500/ada"]
+        lines += ["", f"500 images, 10 minutes: without augmentation (FID {none['fid']:.2f}, D accuracy "
+                      f"{none['d_acc_last']} at the end) and with ADA (FID {ada['fid']:.2f}, D accuracy "
+                      f"{ada['d_acc_last']}, p {ada['p_last']}):", "",
+                  "| none | ada |", "|---|---|",
+                  "| ![none](images/augment-tune-500-none.png) | ![ada](images/augment-tune-500-ada.png) |"]
     lines += ["", "Settings: `none` (no augmentation, the papers' recipe); `diffaugment` (color, translation and "
                   "cutout on every image D sees, p = 1; Zhao et al. 2020); `ada` (the same ops, each with "
                   "probability p adapted to keep E[sign(D(real))] near 0.6; Karras et al. 2020)."]

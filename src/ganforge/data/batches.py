@@ -50,14 +50,19 @@ class Batches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(len(self.data), generator=g)
 
-    def _advance(self, batch_size: int) -> torch.Tensor:
-        """The next batch's indices; drops an epoch's ragged end so every batch is full."""
+    def _roll(self, batch_size: int) -> None:
+        """Make the current epoch's order; move to the next epoch where the rest cannot fill a batch (an
+        epoch's ragged end is dropped, so every batch is full)."""
         self.check(batch_size)
         if self._perm is None:
             self._perm = self._permutation()
         if self.offset + batch_size > len(self.data):
             self.epoch, self.offset = self.epoch + 1, 0
             self._perm = self._permutation()
+
+    def _advance(self, batch_size: int) -> torch.Tensor:
+        """The next batch's indices."""
+        self._roll(batch_size)
         idx = self._perm[self.offset: self.offset + batch_size]
         self.offset += batch_size
         return idx
@@ -106,13 +111,7 @@ class Batches:
         return [perm[o: o + batch_size].tolist() for o in range(start, len(self.data) - batch_size + 1, batch_size)]
 
     def _next_streamed(self, resolution: int, batch_size: int) -> dict[str, torch.Tensor]:
-        self.check(batch_size)
-        if self._perm is None:
-            self._perm = self._permutation()
-        if self.offset + batch_size > len(self.data):
-            self.epoch, self.offset = self.epoch + 1, 0
-            self._perm = self._permutation()
-            self._stream = None
+        self._roll(batch_size)
         if self._stream is None or self._stream[:2] != (resolution, batch_size) or self._stream[2] != self.epoch:
             loader = torch.utils.data.DataLoader(
                 _Items(self.data, resolution), batch_sampler=self._batch_plan(batch_size),

@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import register_model
+from .layers import check_labels
 
 
 @dataclass
@@ -85,17 +86,6 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
 
 
-def _check_labels(c, num_classes: int, n: int):
-    """The class labels a conditional network needs ([N] int64); None for an unconditional one."""
-    if num_classes == 0:
-        return None  # an unconditional network ignores labels, so one loop serves both
-    if c is None:
-        raise ValueError(f"this DCGAN is class-conditional (num_classes={num_classes}): pass labels c")
-    if c.shape != (n,):
-        raise ValueError(f"labels c must have shape [{n}], got {list(c.shape)}")
-    return c
-
-
 class Generator(nn.Module):
     def __init__(self, cfg: DCGANConfig, resolution: int, channels: int):
         super().__init__()
@@ -113,7 +103,7 @@ class Generator(nn.Module):
         _init_weights(self)
 
     def forward(self, z, c=None):  # z: [N, z_dim], c: [N] int64 or None -> [N, C, H, W] in [-1, 1]
-        c = _check_labels(c, self.num_classes, z.shape[0])
+        c = check_labels(c, self.num_classes, z.shape[0])
         if c is not None:  # one-hot by scatter: no host sync, an out-of-range label is an error
             z = torch.cat([z, z.new_zeros(z.shape[0], self.num_classes).scatter_(1, c[:, None], 1)], dim=1)
         return self.net(z[:, :, None, None])
@@ -135,7 +125,7 @@ class Discriminator(nn.Module):
         _init_weights(self)
 
     def forward(self, x, c=None):  # x: [N, C, H, W], c: [N] int64 or None -> logits [N]
-        c = _check_labels(c, self.num_classes, x.shape[0])
+        c = check_labels(c, self.num_classes, x.shape[0])
         if c is None:
             return self.net(x).flatten()
         h = self.net[:-1](x)  # [N, chs[-1], 4, 4], the features the last conv reads

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import register_model
+from .layers import check_labels
 
 
 @dataclass
@@ -72,17 +73,6 @@ def _one_hot(c, num_classes: int, like):
     return like.new_zeros(c.shape[0], num_classes).scatter_(1, c[:, None], 1)
 
 
-def _check_labels(c, num_classes: int, n: int):
-    """The class labels a conditional network needs ([N] int64); None for an unconditional one."""
-    if num_classes == 0:
-        return None  # an unconditional network ignores labels, so one loop serves both
-    if c is None:
-        raise ValueError(f"this GAN is class-conditional (num_classes={num_classes}): pass labels c")
-    if c.shape != (n,):
-        raise ValueError(f"labels c must have shape [{n}], got {list(c.shape)}")
-    return c
-
-
 class Generator(nn.Module):
     def __init__(self, cfg: GANConfig, resolution: int, channels: int):
         super().__init__()
@@ -95,7 +85,7 @@ class Generator(nn.Module):
         )
 
     def forward(self, z, c=None):  # z: [N, z_dim], c: [N] int64 or None -> [N, C, H, W] in [-1, 1]
-        c = _check_labels(c, self.num_classes, z.shape[0])
+        c = check_labels(c, self.num_classes, z.shape[0])
         h = z if c is None else torch.cat([z, _one_hot(c, self.num_classes, z)], dim=1)
         return self.net(h).view(z.shape[0], *self.out_shape)
 
@@ -115,7 +105,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x, c=None):  # x: [N, C, H, W], c: [N] int64 or None -> logits [N]
-        c = _check_labels(c, self.num_classes, x.shape[0])
+        c = check_labels(c, self.num_classes, x.shape[0])
         if c is None:
             return self.net(x).squeeze(1)
         h = self.net[:2](x)  # flattened, input dropout applied: [N, C * H * W]
