@@ -57,7 +57,8 @@ def quality_section() -> list[str]:
     ]
     order = ["floor", "dcgan", "plain", "gan"]
     for _, e in sorted(data.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
-        lines.append(f"| {e['what']} | {e.get('threads', 2)} | {e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
+        lines.append(f"| {e['what']}{' (' + e['note'] + ')' if e.get('note') else ''} | {e.get('threads', 2)} | "
+                     f"{e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
                      f"{1000 * e['kid_std']:.2f} | {e['precision']:.3f} | {e['recall']:.3f} | {e['classes_covered']} | "
                      f"{e['entropy']:.3f} |")
     if "dcgan" in data and "plain" in data:

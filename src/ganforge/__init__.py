@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .registry import GanforgeError, get_model, list_models  # noqa: E402
 from .sampling import Generator, latent_arithmetic, load  # noqa: E402
