@@ -90,7 +90,7 @@ def augment_section() -> list[str]:
         "| data | images | setting | threads | minutes | steps | FID | KID (x1e3) | D accuracy at the end | ADA p at the end |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, e in data.items():
+    for e in data.values():
         lines.append(f"| {e['tag']} ({Path(e['data']).name}) | {e['images']} | {e['config']}"
                      f"{' (' + e['note'] + ')' if e.get('note') else ''} | {e.get('threads', 2)} | "
                      f"{e['minutes']:g} | "

@@ -646,7 +646,7 @@ def test_a_folder_larger_than_the_budget_is_streamed_with_the_same_pixels(tmp_pa
         a, b = memory.take(idx, res), streamed.take(idx, res)
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     with pytest.raises(GanforgeError, match="streamed"):
-        streamed.images
+        _ = streamed.images
 
 
 def test_batches_serve_resolution_and_batch_size_on_request_in_a_fixed_order(fake_fashion):

@@ -10,7 +10,7 @@ from ganforge import config as C
 from ganforge.losses import LOSSES
 from ganforge.recipes import Phase, to_device
 from ganforge.registry import get_model, list_models
-from ganforge.train.loop import Trainer, build, train
+from ganforge.train.loop import Trainer, build
 
 from conftest import TINY, conditional_variants, patterns_data, tiny_layers
 

@@ -85,6 +85,6 @@ def to_device(inputs: dict, device) -> dict:
     return out
 
 
-from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402
+from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402,F401 (the public names)
 
 RECIPES = {"unconditional": Unconditional}
