@@ -235,8 +235,8 @@ def test_a_file_from_a_newer_ganforge_fails_naming_its_version(tmp_path):
     with safe_open(str(src), framework="pt") as f:
         header = json.loads(f.metadata()["ganforge"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    for key, value, needle in (("format_version", 99, "format 99"), ("config", {**header["config"], "version": 7},
-                                                                      "config version 7")):
+    for key, value, needle in (("format_version", 99, "checkpoint format.* version 99"),
+                               ("config", {**header["config"], "version": 7}, "saved config is version 7")):
         path = tmp_path / f"{key}.safetensors"
         save_file(tensors, str(path), metadata={"ganforge": json.dumps({**header, key: value})})
         with pytest.raises(GanforgeError, match=needle):

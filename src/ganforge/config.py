@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .registry import GanforgeError, get_model
+from .registry import GanforgeError, check_version, get_model
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -356,11 +356,7 @@ def from_dict(d: dict) -> RunConfig:
     if not isinstance(d, dict) or not isinstance(d.get("model"), str):
         raise GanforgeError("the saved config names no model: it is damaged")
     version = d.get("version", 1)
-    if not isinstance(version, int) or version > CONFIG_VERSION:
-        raise GanforgeError(f"config version {version} is newer than this ganforge understands (it reads up to "
-                            f"{CONFIG_VERSION}); upgrade ganforge")
-    if version < 1:
-        raise GanforgeError(f"config version {version} is not a ganforge config version")
+    check_version(version, CONFIG_VERSION, "the saved config")
     d = dict(d)
     model = d.pop("model")
     d.pop("version", None)

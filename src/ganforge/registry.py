@@ -15,6 +15,15 @@ class GanforgeError(Exception):
     """An error a user can act on; the CLI prints its message as one line, never a traceback."""
 
 
+def check_version(version, newest: int, what: str) -> None:
+    """A saved file's version must be one this ganforge reads (1 to `newest`); the error names it."""
+    if not isinstance(version, int) or version < 1:
+        raise GanforgeError(f"{what} has no known ganforge version ({version!r})")
+    if version > newest:
+        raise GanforgeError(f"{what} is version {version}, written by a newer ganforge; this one reads versions 1 "
+                            f"to {newest}: upgrade ganforge")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str

@@ -7,6 +7,7 @@ download into the cache. When nothing is found, the error lists every place trie
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import warnings
@@ -46,17 +47,20 @@ DATASETS = {
 }
 
 
-# Named datasets that are folders made on this machine from a package's files (class subfolders = labels).
-RENDERED = {
-    "emoji": "Noto Color Emoji bitmaps by Unicode group (Debian: fonts-noto-color-emoji, unicode-data)",
-}
+def _emoji_folder(cache: Path, size: int) -> Path:
+    from .emoji import ensure_emoji  # Noto Color Emoji by Unicode group (fonts-noto-color-emoji, unicode-data)
+
+    return ensure_emoji(cache, size=size)
+
+
+# Named datasets that are folders made on this machine from a package's files (class subfolders = labels):
+# name -> maker(cache, size) of the folder
+RENDERED = {"emoji": _emoji_folder}
 
 
 def rendered_folder(name: str, resolution: int) -> Path:
     """The folder of a RENDERED dataset at `resolution` (at least 32px), made in the cache on first use."""
-    from .emoji import ensure_emoji
-
-    return ensure_emoji(cache_dir(), size=max(32, resolution))
+    return RENDERED[name](cache_dir(), max(32, resolution))
 
 
 def cache_dir() -> Path:
@@ -162,7 +166,7 @@ def _to_array(img, channels: int | None):
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _native_channels(mode: str, info: dict) -> int:
+def _native_channels(mode: str) -> int:
     """The channels `_to_array(img, None)` gives an image of this mode, known from its header alone."""
     if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
         return 1
@@ -185,16 +189,12 @@ def _square_resize(arr: np.ndarray, resolution: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-_READ_ERRORS = None
+@functools.cache
+def _read_errors() -> tuple[type[Exception], ...]:
+    """What Pillow raises for a file that is not a readable image (Pillow is imported on first use)."""
+    from PIL import Image, UnidentifiedImageError
 
-
-def _read_errors():
-    global _READ_ERRORS
-    if _READ_ERRORS is None:
-        from PIL import Image, UnidentifiedImageError
-
-        _READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-    return _READ_ERRORS
+    return UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError
 
 
 def read_image(path: Path, resolution: int, channels: int, paired: bool = False) -> dict[str, np.ndarray]:
@@ -267,7 +267,7 @@ def index_folder(path: Path, channels: int | None = None, paired: bool = False) 
                         f"{f} is {img.size[0]}x{img.size[1]}: paired data needs side-by-side A|B images (width "
                         f"twice the height) or subfolders A/ and B/ of matching names")
                 img.verify()  # reads the file through: a truncated or corrupt one is found now, not mid-training
-                grey = grey and _native_channels(img.mode, img.info) == 1
+                grey = grey and _native_channels(img.mode) == 1
             ok.add(f)
         except _read_errors() as e:
             bad.append(f"{f.name} ({type(e).__name__})")

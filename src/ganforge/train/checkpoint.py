@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from ..registry import GanforgeError
+from ..registry import GanforgeError, check_version
 
 FORMAT = "ganforge-checkpoint"
 FORMAT_VERSION = 2  # 2 (ganforge 0.2): recipe state, images shown; format 1 files still load
@@ -143,12 +143,7 @@ def read_header(path: Path) -> dict:
         header = json.loads(meta["ganforge"])
     except json.JSONDecodeError:
         raise GanforgeError(f"{path}: its ganforge metadata is damaged (not JSON)") from None
-    version = header.get("format_version", 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise GanforgeError(f"{path} is format {version}, written by a newer ganforge; this one reads formats 1 to "
-                            f"{FORMAT_VERSION}: upgrade ganforge")
-    if version < 1:
-        raise GanforgeError(f"{path} has no known ganforge format version ({version!r})")
+    check_version(header.get("format_version", 0), FORMAT_VERSION, f"{path} (checkpoint format)")
     return header
 
 
