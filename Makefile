@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench bench-quality bench-small data env clean-env
+.PHONY: demo test test-slow bench bench-quality bench-small bench-progan data env clean-env
 
 env: $(STAMP)
 
@@ -36,14 +36,24 @@ test: data
 test-slow: data
 	$(BIN)/python -m pytest -q -m slow
 
+# each run merges its rows into docs/results/speed.json; progan at 32px (1 channel, Fashion-MNIST-like) and 64px
+# (3 channels, emoji-like), stable stage, and the middle of the 64px fade-in
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 32 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --alpha 0.5 --json docs/results/speed.json
 	$(BIN)/python benchmarks/report.py
 
 # 20+ minutes: ganforge and the plain loop, 10 minutes each on real Fashion-MNIST, plus the real-data floor
 bench-quality: data
 	$(BIN)/python benchmarks/quality.py --which floor,ganforge,plain --minutes 10
 	$(BIN)/python benchmarks/report.py
+
+# about 90 minutes: progan and dcgan on emoji at 64px (30 minutes each), progan on Fashion-MNIST (10 minutes)
+# and on a folder of transformed emoji (15 minutes)
+bench-progan: data
+	PY=$(BIN)/python bash benchmarks/progan_quality.sh
 
 # about 45 minutes: DCGAN on Fashion-MNIST class subsets of 5,000, 1,000 and 500 images, with and without
 # augmentation (docs/benchmarks.md, "Small data")

@@ -4,6 +4,10 @@ PyTorch-GAN-style scripts write it, on the identical networks that ganforge buil
 fp32, default memory format, default Adam(2e-4, beta1 0.5), zero_grad / forward / backward / step, G updated
 first, then D on the real batch and on the detached fake batch (two D passes on fake per step),
 BCE-with-logits losses, a shuffling DataLoader, samples taken in train mode as those scripts save them.
+
+`PlainProGAN` is the same kind of baseline for Progressive GAN: a plain WGAN-GP step (with the drift term) as
+the official code and typical PyTorch ports write it, on the identical networks ganforge builds, at one stage
+of the growth (`set_growth`).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ganforge.models.layers import downscale2d, upscale2d
 from ganforge.registry import get_model
 
 
@@ -62,3 +67,55 @@ class PlainLoop:
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.z_dim, generator=g)
         return torch.cat([self.G(c.to(self.device)).float().cpu() for c in z.split(64)])
+
+
+class PlainProGAN:
+    """A plain WGAN-GP Progressive GAN step on ganforge's networks (built by ganforge's builder from `arch`, the
+    same seed, so the layers and initial weights are identical), trained the plain way: fp32, contiguous
+    tensors, default `torch.optim.Adam(lr=1e-3, betas=(0, 0.99))`, no requires_grad freezing.
+
+    D step: fresh z, fake = G(z).detach(), D(real), D(fake), gradient penalty (lambda 10, target 1: the
+    recipe config's) on lerp(real, fake, u) through torch.autograd.grad(create_graph=True), drift
+    0.001 * D(real)^2.
+    G step: fresh z, a second G forward, loss -D(G(z)).mean() (the official code's order and latents).
+    The networks run at the stage `set_growth(resolution, alpha)` sets; while a stage fades in (alpha < 1)
+    the reals are faded alike (official code: process_reals)."""
+
+    def __init__(self, model: str, arch, resolution: int, channels: int, batch: int, stage: int | None = None,
+                 alpha: float = 1.0, seed: int = 0, device="cpu", gp_weight: float = 10.0, gp_target: float = 1.0,
+                 drift: float = 0.001):
+        spec = get_model(model)
+        torch.manual_seed(seed)
+        G, D = spec.build(arch, resolution, channels)
+        self.G, self.D, self.device = G.to(device), D.to(device), device
+        self.alpha = float(alpha)
+        for net in (self.G, self.D):
+            net.set_growth(stage or resolution, self.alpha)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=(0.0, 0.99))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=1e-3, betas=(0.0, 0.99))
+        self.batch, self.z_dim = batch, self.G.z_dim
+        self.gp_weight, self.gp_target, self.drift = gp_weight, gp_target, drift
+
+    def step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.alpha < 1.0:
+            real = torch.lerp(upscale2d(downscale2d(real)), real, self.alpha)
+        # D
+        z = torch.randn(self.batch, self.z_dim, device=self.device)
+        fake = self.G(z).detach()
+        self.opt_D.zero_grad()
+        d_real = self.D(real)
+        d_fake = self.D(fake)
+        u = torch.rand(self.batch, 1, 1, 1, device=self.device)
+        mixed = torch.lerp(real, fake, u).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(mixed).sum(), mixed, create_graph=True)
+        gp = (grad.flatten(1).norm(dim=1) - self.gp_target).square().mean() / self.gp_target ** 2
+        d_loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp + self.drift * d_real.square().mean()
+        d_loss.backward()
+        self.opt_D.step()
+        # G
+        z = torch.randn(self.batch, self.z_dim, device=self.device)
+        self.opt_G.zero_grad()
+        g_loss = -self.D(self.G(z)).mean()
+        g_loss.backward()
+        self.opt_G.step()
+        return d_loss.detach(), g_loss.detach()

@@ -1,10 +1,16 @@
-"""Quality at a budget on real Fashion-MNIST: ganforge's models against the plain loop (benchmarks/plain_loop.py)
-after the same wall time, measured with ganforge's own evaluation (torch-fidelity on the domain classifier's
-features; FID, KID, precision/recall; 10k samples against the 10k test images) plus the samples' class histogram.
+"""Quality at a budget on real data: ganforge's models against the plain loop (benchmarks/plain_loop.py)
+after the same wall time, measured with ganforge's own evaluation (torch-fidelity on a domain classifier's
+features; FID, KID, precision/recall; on Fashion-MNIST 10k samples against the 10k test images) plus the
+samples' class histogram where the extractor is a classifier.
 
     python benchmarks/quality.py --which floor,dcgan,gan,plain --minutes 10
     python benchmarks/quality.py --which dcgan --steps 2000 --set train.precision=fp32 --tag fp32-2000
     python benchmarks/quality.py --measure runs/quality-dcgan-... --tag dcgan      # re-measure a finished run
+    python benchmarks/quality.py --which progan,dcgan --data emoji --resolution 64 --minutes 30 --n 1870
+    python benchmarks/quality.py --which progan --data FOLDER --resolution 64 --extractor emoji-classifier
+
+Data other than Fashion-MNIST has no test split: samples are compared with the training images (all of them,
+or --n), and rows are keyed MODEL@DATA (e.g. progan@emoji-64) unless --tag names them.
 
 Each entry is merged into docs/results/quality.json under its tag; benchmarks/report.py renders
 docs/benchmarks.md from it. Sample grids go to docs/images/.
@@ -38,23 +44,38 @@ IMAGES = ROOT / "docs" / "images"
 DATASET = "fashion-mnist"
 
 
-def measure(fake: torch.Tensor, reference: ImageSet, what: str) -> dict:
-    """fake: [N, 1, H, W] in [-1, 1]."""
-    res = evaluate(ImageSet(to_uint8(fake, what), what, DATASET), reference, ("fid", "kid", "pr"))
-    _, logits = classify(fake, DATASET)
+def measure(fake: torch.Tensor, reference: ImageSet, what: str, data: str = DATASET, extractor: str | None = None
+            ) -> dict:
+    """fake: [N, C, H, W] in [-1, 1]."""
+    from ganforge.metrics.extractors import DOMAIN
+
+    res = evaluate(ImageSet(to_uint8(fake, what), what, data), reference, ("fid", "kid", "pr"), extractor,
+                   kid_subset_size=min(1000, len(fake) // 2))
+    hist = {}
+    if res["extractor"] in DOMAIN:
+        _, logits = classify(fake, DOMAIN[res["extractor"]])
+        hist = class_histogram(logits)
     return {"fid": round(res["fid"], 4), "kid": round(res["kid"]["mean"], 5), "kid_std": round(res["kid"]["std"], 5),
-            "precision": round(res["precision"], 4), "recall": round(res["recall"], 4), **class_histogram(logits),
+            "precision": round(res["precision"], 4), "recall": round(res["recall"], 4), **hist,
             "extractor": res["extractor"], "reference": res["reference"], "n_fake": res["n_fake"],
             "n_real": res["n_real"]}
 
 
 def train_ganforge(model: str, args) -> tuple[Path, int]:
-    layers = [{"data": {"name": DATASET}, "train": {"steps": args.steps, "minutes": 0 if args.steps else args.minutes}},
+    data = {"name": args.data, **({"resolution": args.resolution} if args.resolution else {})}
+    layers = [{"data": data, "train": {"steps": args.steps, "minutes": 0 if args.steps else args.minutes}},
               C.parse_set(args.set)]
     cfg = C.resolve(model, layers)
-    run = args.runs / f"quality-{model}-{args.tag or 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = args.runs / f"quality-{model}-{args.tag or _slug(args)}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(cfg, run, progress=False)
     return run, result["step"]
+
+
+def _slug(args) -> str:
+    """"default" on Fashion-MNIST (the rows the README has always shown), else the data and resolution."""
+    if args.data == DATASET and not args.resolution:
+        return "default"
+    return f"{Path(args.data).name}-{args.resolution or 'default'}"
 
 
 def main() -> None:
@@ -66,9 +87,22 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000, help="samples per set (and test images)")
     ap.add_argument("--set", action="append", default=[], help="config overrides for the ganforge runs")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--tag-suffix", default="", help="appended to each model's default row name and picture "
+                    "(e.g. @1thread), so a re-measurement under other conditions keeps the published rows")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs")
+    ap.add_argument("--data", default=DATASET, help="a dataset name or a folder (default fashion-mnist)")
+    ap.add_argument("--resolution", type=int, default=0, help="0 = the model's default")
+    ap.add_argument("--extractor", default=None, help="feature extractor (default: the data's domain classifier)")
     args = ap.parse_args()
-    reference = load_image_set(DATASET, n=args.n, split="test")
+    fmnist = args.data == DATASET
+    if fmnist:
+        reference = load_image_set(DATASET, n=args.n, split="test")
+    else:  # no test split: the training images, as the runs read them
+        reference = load_image_set(args.data, n=args.n, split="train", resolution=args.resolution or None)
+
+    def metrics(fake, what):
+        return measure(fake, reference, what, args.data if fmnist or args.data in ("emoji",) else None,
+                       args.extractor)
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     todo = ["measure"] if args.measure else args.which.split(",")
     for which in todo:
@@ -76,8 +110,10 @@ def main() -> None:
         if which == "floor":
             tr = load_data(DATASET, 32, "train")
             idx = torch.randperm(len(tr), generator=torch.Generator().manual_seed(0))[: args.n]
+            if not fmnist:
+                raise SystemExit("--which floor needs a test split (fashion-mnist)")
             entry = {"what": "real train vs real test (the floor)", **measure(tr.batch(idx), reference, "train")}
-        elif which in ("dcgan", "gan", "measure"):
+        elif which == "measure" or which in ganforge.list_models():
             if which == "measure":
                 run, steps = args.measure, ganforge.load(args.measure).step
                 model = ganforge.load(run).cfg.model
@@ -85,14 +121,20 @@ def main() -> None:
                 run, steps = train_ganforge(which, args)
                 model = which
             fake = ganforge.load(run).sample(args.n, seed=0)
-            tag = args.tag or model
+            default_tag = (model if fmnist else f"{model}@{_slug(args)}") + args.tag_suffix
+            tag = args.tag or default_tag
+            picture = (f"{model}-fashion" if fmnist else f"{model}-{_slug(args)}") + "".join(
+                c if c.isalnum() or c in "-_" else "-" for c in args.tag_suffix).rstrip("-")
             # the README shows the default runs' grids; a tagged run keeps its grid in its run directory
-            save_grid(fake[:64], IMAGES / f"{model}-fashion.png" if tag == model else run / "quality-grid.png", nrow=8)
-            entry = {"what": f"ganforge {model}, {budget}" + (f" ({' '.join(args.set)})" if args.set else ""),
-                     "steps": steps, "run": str(run), **measure(fake, reference, "samples")}
-            if tag == model and model == "dcgan":  # the README's film: a small copy (14 frames, half size)
-                build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{model}-fashion-progress.gif",
-                                   shrink=2)
+            save_grid(fake[:64], IMAGES / f"{picture}.png" if tag == default_tag else run / "quality-grid.png",
+                      nrow=8)
+            entry = {"what": f"ganforge {model} on {args.data}, {budget}" + (f" ({' '.join(args.set)})" if args.set
+                                                                              else ""),
+                     "steps": steps, "run": str(run), **metrics(fake, "samples")}
+            if tag == default_tag and (model == "dcgan" and fmnist or model == "progan"):
+                # the README's films: a small copy (14 frames; half size for 32px grids)
+                build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{picture}-progress.gif",
+                                   shrink=2 if fake.shape[-1] <= 32 else 1)
             which = tag
         elif which == "plain":
             tr = load_data(DATASET, 32, "train")
@@ -104,7 +146,7 @@ def main() -> None:
             fake = loop.sample(args.n, seed=0)
             save_grid(fake[:64], IMAGES / "plain-dcgan-fashion.png", nrow=8)
             entry = {"what": f"plain PyTorch DCGAN loop (benchmarks/plain_loop.py), {budget}", "steps": steps,
-                     "run": str(out), **measure(fake, reference, "plain samples")}
+                     "run": str(out), **metrics(fake, "plain samples")}
         else:
             raise SystemExit(f"unknown --which {which}")
         entry.update(seconds=round(time.time() - t0), torch=torch.__version__, date=time.strftime("%Y-%m-%d"),

@@ -5,31 +5,59 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def speed_section() -> list[str]:
+    from results_file import speed_entries
+
     path = RESULTS / "speed.json"
     if not path.exists():
         return ["No speed results yet: run `make bench`."]
-    data = json.loads(path.read_text())
-    peak = data["peak"]
-    lines = [
-        f"Command: `{data.get('command', 'python benchmarks/train_speed.py')}` ({data.get('date', '')}, "
-        f"torch {data.get('torch', '')}, {peak['cores']} threads at ~{peak['clock_ghz']} GHz; estimated peak "
-        f"{peak['fp32']} GFLOP/s fp32, {peak['bf16'] or 'n/a'} GFLOP/s bf16).",
+    rows = list(speed_entries(json.loads(path.read_text())).values())
+    runs: dict[str, list[dict]] = {}
+    for r in rows:
+        runs.setdefault(r.get("command") or "python benchmarks/train_speed.py", []).append(r)
+    lines = ["Commands (`make bench` runs them all):", ""]
+    for command, rs in runs.items():
+        r, peak = rs[0], rs[0]["peak"]
+        lines.append(f"- `{command}` ({', '.join(_speed_name(x) for x in rs)}; {r.get('date', '')}, torch "
+                     f"{r.get('torch', '')}, {peak['cores']} threads at ~{peak['clock_ghz']} GHz; estimated peak "
+                     f"{peak['fp32']} GFLOP/s fp32, {peak['bf16'] or 'n/a'} GFLOP/s bf16)")
+    lines += [
         "",
-        "| model | batch | plain loop img/s | ganforge img/s | ratio | GFLOP/step | plain GFLOP/s | ganforge GFLOP/s (same work) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | images | batch | plain loop img/s | ganforge img/s | ratio | GFLOP/step | plain GFLOP/s "
+        "| ganforge GFLOP/s (same work) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in data["results"]:
-        lines.append(f"| {r['model']} {r['resolution']}px | {r['batch']} | {r['plain_img_s']} | {r['ganforge_img_s']} "
+    for r in rows:
+        shape = f"{r['resolution']}x{r['resolution']}x{r.get('channels', 1)}"
+        lines.append(f"| {_speed_name(r)} | {shape} | {r['batch']} | {r['plain_img_s']} | {r['ganforge_img_s']} "
                      f"({r['ganforge_precision']}) | **x{r['ratio']}** | {r['gflop_per_step_plain']} | "
                      f"{r['plain_gflop_s']} | {r['ganforge_gflop_s_equiv']} |")
+    lines += ["", "GFLOP/step: one step of the plain loop (every forward and backward pass; for progan the "
+                  "gradient penalty's double backward too), as PyTorch's FLOP counter counts it (convolutions and "
+                  "matrix products only); both GFLOP/s columns divide that same work by each side's time."]
+    if any("stage" in r for r in rows):
+        archs = sorted({r["arch"] for r in rows if r.get("arch")})
+        lines += ["", "progan rows: both sides train the same networks (ganforge's builder, same initial weights, the "
+                      "CPU preset's widths and batch size) at the same stage of the growth, set with `set_growth`: "
+                      "`stable` is alpha = 1 at the final resolution, the stage that takes most of a run's time; a "
+                      "fade-in row blends the new block and the reals at that alpha on both sides. The plain loop is "
+                      "WGAN-GP with drift as the official code runs it (fp32, default Adam(1e-3, betas (0, 0.99)), "
+                      "fresh latents and a second G forward for G's step, no freezing); ganforge's step is its own "
+                      "(bf16 autocast with the gradient penalty in fp32, one G forward per step, D frozen in G's "
+                      "phase)." + (" Widths: " + "; ".join(archs) + "." if archs else "")]
     return lines
+
+
+def _speed_name(r: dict) -> str:
+    return f"{r['model']} {r['resolution']}px" + (f" ({r['stage']})" if r.get("stage") else "")
 
 
 def quality_section() -> list[str]:

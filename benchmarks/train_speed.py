@@ -1,56 +1,86 @@
 """Training-step speed: ganforge's step against a plain PyTorch loop of the identical networks.
 
 The plain loop is benchmarks/plain_loop.py (PyTorch-GAN style: fp32, default Adam, two D passes on fake,
-G first). ganforge runs its real step
-(`Setup.train_step`, the one the loop calls) plus its EMA update, with its defaults: bf16 autocast where the
-CPU has native bf16, channels_last, fused Adam, D frozen during the G phase, no host syncs.
+G first; for progan a plain WGAN-GP step with drift, G run twice per step as the official code does).
+ganforge runs its real step (`Setup.train_step`, the one the loop calls, given the growth schedule's stage
+for progan) plus its EMA update, with its defaults: bf16 autocast where the CPU has native bf16,
+channels_last where its build picks it, fused Adam, D frozen during the G phase, no host syncs.
 
 Both run side by side in one process, interleaved in blocks, so machine noise hits both alike; the figure to
-read is the ratio. Also reported: the FLOPs of one step (forward + backward of every pass, from PyTorch's
-FLOP counter) and the achieved GFLOP/s against an estimate of this CPU's peak.
+read is the ratio. Also reported: the FLOPs of one plain step (forward + backward of every pass, the gradient
+penalty's double backward included, from PyTorch's FLOP counter: convolutions and matmuls) and the achieved
+GFLOP/s against an estimate of this CPU's peak.
+
+progan runs at one stage of its growth, the same on both sides: by default the stable stage (alpha = 1) at
+the final resolution, the stage that dominates training time; `--alpha 0.5` measures the middle of that
+resolution's fade-in instead. Its network widths and batch size are ganforge's preset for the device
+(`config.resolve("progan", ...)`: on a CPU, widths 128 down to 16 and batch 16), on both sides.
 
     python benchmarks/train_speed.py [--models dcgan,gan] [--batch-size 64] [--blocks 5] [--steps 10]
+    python benchmarks/train_speed.py --models progan --resolution 32 [--channels 1] [--alpha 1]
+
+With --json, each row is merged into the file under its key (model, resolution, channels, batch, stage), so
+runs of different models or resolutions add up; benchmarks/report.py renders them.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from ganforge import config as C
-from ganforge.train.ema import EMA
-from ganforge.recipes import to_device
+from ganforge.recipes import Schedule, to_device
+from ganforge.recipes.growth import Growth
+from ganforge.registry import get_model
 from ganforge.train.device import cpu_has_fast_bf16
+from ganforge.train.ema import EMA
 from ganforge.train.loop import build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plain_loop import PlainLoop  # noqa: E402
+from plain_loop import PlainLoop, PlainProGAN  # noqa: E402
+from results_file import speed_entries, speed_key, update_results  # noqa: E402
 
 
-def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu"):
+def growing(model: str) -> bool:
+    return get_model(model).recipe == "progressive"
+
+
+def resolve(model: str, resolution: int, batch: int, device="cpu", sets=()):
+    """ganforge's config for the run (the device's preset included); batch 0: the model's own."""
+    train = {"device": device, **({"batch_size": batch} if batch else {})}
+    return C.resolve(model, [{"data": {"resolution": resolution}, "train": train}, C.parse_set(list(sets))])
+
+
+def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", cfg=None,
+                  alpha: float = 1.0):
+    if growing(model):  # the same networks as ganforge's (its arch config), at the same stage
+        r = cfg.recipe
+        return PlainProGAN(model, cfg.arch, resolution, channels, batch, resolution, alpha, device=device,
+                           gp_weight=r.gp_weight, gp_target=r.gp_target, drift=r.drift).step
     loop = PlainLoop(model, resolution, channels, batch, device=device)
     return loop.step
 
 
-def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", sets=()):
+def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", sets=(),
+                     alpha: float = 1.0):
     """ganforge's step as its loop runs it: the recipe's inputs drawn on the CPU, the batch as a dict, every
-    phase, then the EMA update."""
-    cfg = C.resolve(model, [{"data": {"resolution": resolution}, "train": {"batch_size": batch, "device": device}},
-                            C.parse_set(list(sets))])
+    phase (given the schedule's stage where the model grows), then the EMA update."""
+    cfg = resolve(model, resolution, batch, device, sets)
     s = build(cfg, channels)
     ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup) if s.G_ema is not None else None
     gen = torch.Generator().manual_seed(1)
     state = {"step": 0}
+    schedule = Schedule(resolution, batch, alpha) if growing(model) else None
 
     def step(real):
         b = {"image": real.contiguous(memory_format=s.memory_format)}
         inputs = to_device(s.recipe.inputs(batch, gen, b), s.device)
-        out = s.train_step(b, inputs, state["step"])
+        out = s.train_step(b, inputs, state["step"], schedule)
         state["step"] += 1
         if ema is not None:
             ema.update(state["step"] * batch, batch)
@@ -59,10 +89,27 @@ def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, dev
     return step, s
 
 
+class _GlobalOnly:
+    """FlopCounterMode's per-module attribution, switched off: its module tracker puts gradient hooks on
+    module inputs, and those fail inside torch.autograd.grad on a leaf input ("A leaf node was passed to
+    _will_engine_execute_node"), which is what a gradient penalty does. Only the global total is read here."""
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
 def count_flops(step, real) -> int:
+    """FLOPs of one step as PyTorch's counter sees them (convolutions and matmuls, forward and every backward;
+    the ops of a double backward, create_graph=True, are dispatched like any other and counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc:
+    fc = FlopCounterMode(display=False)
+    fc.mod_tracker = _GlobalOnly()
+    with fc:
         step(real)
     return fc.get_total_flops()
 
@@ -83,11 +130,18 @@ def peak_gflops() -> dict:
 
 
 def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int, device="cpu",
-          sets=()) -> dict:
+          sets=(), alpha: float = 1.0) -> dict:
+    cfg = resolve(model, resolution, batch, device, sets)
+    if not batch:  # the model's own: a growing model's schedule at this resolution, else train.batch_size
+        batch = cfg.train.batch_size
+        if growing(model):
+            batch = Growth(cfg.recipe, resolution, batch).batch_at(resolution)
+    if alpha < 1 and not growing(model):
+        raise SystemExit(f"--alpha is for growing models; {model} does not grow")
     real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
-    plain = plain_step_fn(model, resolution, channels, batch, device)
-    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets)
-    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device), real)
+    plain = plain_step_fn(model, resolution, channels, batch, device, cfg, alpha)
+    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets, alpha)
+    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device, cfg, alpha), real)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for fn in (plain, ours):  # warm-up: allocator, oneDNN primitive caches
         for _ in range(3):
@@ -104,29 +158,41 @@ def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, s
             times[name].append((time.perf_counter() - t) / steps)
     torch.set_flush_denormal(False)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "model": model, "resolution": resolution, "batch": batch,
+    row = {
+        "model": model, "resolution": resolution, "channels": channels, "batch": batch,
         "plain_img_s": round(batch / med["plain"], 1), "ganforge_img_s": round(batch / med["ganforge"], 1),
         "ratio": round(med["plain"] / med["ganforge"], 2),
         "gflop_per_step_plain": round(flops / 1e9, 3),
         "plain_gflop_s": round(flops / med["plain"] / 1e9, 1),
         "ganforge_gflop_s_equiv": round(flops / med["ganforge"] / 1e9, 1),
         "ganforge_precision": str(setup.autocast_dtype or "fp32").replace("torch.", ""),
+        "blocks": blocks, "steps": steps,
     }
+    if growing(model):
+        a = cfg.arch
+        row.update({"alpha": alpha, "stage": "stable" if alpha >= 1 else f"fade-in, alpha {alpha:g}",
+                    "arch": f"fmap_base {a.fmap_base}, fmap_max {a.fmap_max}"})
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="dcgan,gan")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=0,
+                    help="default: 64 for dcgan and gan; progan's own (ganforge's config) for progan")
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--resolution", type=int, default=0, help="override the paper resolution (e.g. 64 for dcgan)")
+    ap.add_argument("--resolution", type=int, default=0,
+                    help="override the default resolution (dcgan 32, gan 28, progan 32; e.g. 64 for dcgan)")
+    ap.add_argument("--channels", type=int, default=0,
+                    help="image channels; default 1 (Fashion-MNIST-like), 3 for progan at 64px (emoji-like)")
+    ap.add_argument("--alpha", type=float, default=1.0,
+                    help="progan: the stage's fade-in alpha at the final resolution (1 = the stable stage)")
     ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
-    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--json", help="also merge the results into this file")
     args = ap.parse_args()
-    res = {"dcgan": 32, "gan": 28}
+    res = {"dcgan": 32, "gan": 28, "progan": 32}
     peak = peak_gflops()
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
@@ -134,17 +200,21 @@ def main() -> None:
           f"fp32, {peak['bf16'] or 'n/a'} GFLOP/s bf16; torch {torch.__version__}")
     rows = []
     for model in args.models.split(","):
-        r = bench(model, args.resolution or res[model], 1, args.batch_size, args.blocks, args.steps, args.device,
-                  args.set)
+        resolution = args.resolution or res[model]
+        channels = args.channels or (3 if growing(model) and resolution >= 64 else 1)
+        batch = args.batch_size or (0 if growing(model) else 64)
+        r = bench(model, resolution, channels, batch, args.blocks, args.steps, args.device, args.set, args.alpha)
         rows.append(r)
-        print(f"{model:6s} {r['resolution']}px batch {r['batch']}: plain {r['plain_img_s']:7.1f} img/s, "
-              f"ganforge {r['ganforge_img_s']:7.1f} img/s ({r['ganforge_precision']}) -> x{r['ratio']:.2f}; "
+        stage = f" ({r['stage']})" if "stage" in r else ""
+        print(f"{model:6s} {r['resolution']}px x{channels}{stage} batch {r['batch']}: plain {r['plain_img_s']:7.1f} "
+              f"img/s, ganforge {r['ganforge_img_s']:7.1f} img/s ({r['ganforge_precision']}) -> x{r['ratio']:.2f}; "
               f"{r['gflop_per_step_plain']} GFLOP/step: plain {r['plain_gflop_s']} GFLOP/s, ganforge "
               f"{r['ganforge_gflop_s_equiv']} GFLOP/s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"peak": peak, "results": rows, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-                       "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:])}, f, indent=1)
+        common = {"peak": peak, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+                  "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:])}
+        new = {speed_key(r): {**r, **common} for r in rows}
+        update_results(Path(args.json), lambda results: {**speed_entries(results), **new})
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ import pytest
 TINY = {
     "gan": {"arch": {"g_hidden": 32, "d_units": 16, "d_pieces": 2}},
     "dcgan": {"arch": {"base_channels": 4, "z_dim": 16}},
+    # widths 16, 16, 8 at 4, 8, 16px; 1k-image phases: the learning test (600 steps of 16) grows 4 -> 8 -> 16px
+    # by image 4000 and trains at 16px for the remaining 350 steps
+    "progan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16},
+               "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0}},
 }
 
 

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ganforge.models import dcgan, gan
+from ganforge.models import dcgan, gan, progan
 from ganforge.models.gan import Maxout
+from ganforge.models.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 
 DATA = Path(__file__).parent / "data"
 
@@ -45,6 +46,14 @@ def _describe(m: nn.Module) -> tuple:
         return ("Dropout", m.p)
     if isinstance(m, nn.Embedding):
         return ("Embedding", m.num_embeddings, m.embedding_dim)
+    if isinstance(m, EqualizedConv2d):  # (in, out, kernel, He gain: the run-time scale times sqrt(fan in))
+        return ("EqualizedConv2d", m.in_channels, m.out_channels, m.kernel_size,
+                round(m.scale * (m.in_channels * m.kernel_size ** 2) ** 0.5, 4))
+    if isinstance(m, EqualizedLinear):  # (in, out, gain, lr_mul)
+        return ("EqualizedLinear", m.in_features, m.out_features, round(m.scale / m.lr_mul * m.in_features ** 0.5, 4),
+                m.lr_mul)
+    if isinstance(m, MinibatchStdDev):
+        return ("MinibatchStdDev", m.group_size)
     return (type(m).__name__,)  # ReLU, Tanh; anything unexpected shows up by name and fails the comparison
 
 
@@ -184,6 +193,44 @@ def test_gan_layer_lists_are_the_papers():
         x = G.eval()(torch.randn(3, 100))
         assert x.shape == (3, 1, 28, 28)
         assert D.eval()(x).shape == (3,)
+
+
+# ---------------------------------------------------------------------------------- Progressive GAN
+# Karras et al. 2017, table 2 (1024x1024, RGB), with the growing machinery's toRGB/fromRGB for every stage.
+# Equalised learning rate everywhere: He's gain sqrt(2) (1.4142), linear outputs gain 1; G's first (dense)
+# layer gain sqrt(2)/4 (0.3536) as the official code. No normalisation in D; pixel norm after every G conv.
+PG_WIDTHS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+HE = round(2 ** 0.5, 4)
+LRELU = ("LeakyReLU", 0.2)
+
+
+def progan_G_paper() -> list[tuple]:
+    w = PG_WIDTHS
+    layers = [("PixelNorm",),                                                      # normalised latent (512)
+              ("EqualizedLinear", 512, 512 * 16, round(2 ** 0.5 / 4, 4), 1.0), LRELU, ("PixelNorm",),  # 4x4x512
+              ("EqualizedConv2d", 512, 512, 3, HE), LRELU, ("PixelNorm",)]          # conv 3x3, 4x4x512
+    for r in list(w)[1:]:  # upsample (nearest, no layer), then two 3x3 convs
+        layers += [("EqualizedConv2d", w[r // 2], w[r], 3, HE), LRELU, ("PixelNorm",),
+                   ("EqualizedConv2d", w[r], w[r], 3, HE), LRELU, ("PixelNorm",)]
+    return layers + [("EqualizedConv2d", w[r], 3, 1, 1.0) for r in w]             # toRGB: 1x1, linear
+
+
+def progan_D_paper() -> list[tuple]:
+    w = PG_WIDTHS
+    layers = [layer for r in w for layer in (("EqualizedConv2d", 3, w[r], 1, HE), LRELU)]  # fromRGB: 1x1
+    for r in list(w)[1:]:  # two 3x3 convs, then downsample (2x2 average, no layer)
+        layers += [("EqualizedConv2d", w[r], w[r], 3, HE), LRELU, ("EqualizedConv2d", w[r], w[r // 2], 3, HE), LRELU]
+    return layers + [("MinibatchStdDev", 4),                                       # 513x4x4
+                     ("EqualizedConv2d", 513, 512, 3, HE), LRELU,                  # conv 3x3, 4x4x512
+                     ("EqualizedLinear", 512 * 16, 512, HE, 1.0), LRELU,           # the paper's "conv 4x4" to 1x1
+                     ("EqualizedLinear", 512, 1, 1.0, 1.0)]                        # fully-connected, linear
+
+
+def test_progan_layer_lists_are_the_papers():
+    with torch.device("meta"):
+        G, D = progan.build_progan(progan.ProGANConfig(), 1024, 3)
+    assert layer_list(G) == progan_G_paper()
+    assert layer_list(D) == progan_D_paper()
 
 
 # -------------------------------------------------------------------------------- class-conditional

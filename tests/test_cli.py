@@ -183,10 +183,11 @@ def test_models_lists_families_with_papers(bare):
     proc = bare.results["models"]
     assert_ok(proc)
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
-    assert {"gan", "dcgan"} <= set(rows)
+    assert set(__import__("ganforge").list_models()) <= set(rows)
     assert "Goodfellow" in rows["gan"] and "2014" in rows["gan"]
     assert "Radford" in rows["dcgan"] and "1511.06434" in rows["dcgan"]
-    for name in ("gan", "dcgan"):
+    assert "Karras" in rows["progan"] and "1710.10196" in rows["progan"] and "1024" in rows["progan"]
+    for name in __import__("ganforge").list_models():
         assert get_model(name).paper in rows[name]
 
 
@@ -332,19 +333,35 @@ def test_export_then_sample_the_exported_file(trained):
 def _tiny_train_args(model: str, out: Path, *extra: str) -> list[str]:
     from conftest import TINY
 
-    sets = [f"arch.{k}={v}" for k, v in TINY[model].get("arch", {}).items()]
+    sets = [f"{section}.{k}={v}" for section, values in TINY[model].items() for k, v in values.items()]
     return ["train", model, "--data", "fashion-mnist", "--resolution", "16", "--steps", "2", "--batch-size", "8",
             "--sample-every", "0", "--quiet", "--out", str(out), *[a for s in sets for a in ("--set", s)], *extra]
 
 
 @pytest.mark.parametrize("model", __import__("ganforge").list_models())
 def test_every_model_trains_samples_and_takes_classes_through_the_cli(model, fake_fashion, tmp_path, capsys):
+    from ganforge.registry import get_model
+
     plain, cond = tmp_path / "plain", tmp_path / "cond"
     assert run_main(_tiny_train_args(model, plain), capsys).returncode == 0
+    # samples come at the run's resolution, whatever stage a growing model had reached (2 steps: 4px)
+    assert run_main(["sample", str(plain), "--n", "2", "--format", "npz", "--out", str(tmp_path / "p.npz")],
+                    capsys).returncode == 0
+    with np.load(tmp_path / "p.npz") as f:
+        assert f["images"].shape == (2, 16, 16, 1)
     # an unconditional model refuses --class with one clear line
     assert_user_error(run_main(["sample", str(plain), "--n", "2", "--class", "1", "--out", str(tmp_path / "x")],
                                capsys), "unconditional")
     assert not (tmp_path / "x").exists()
+    if not hasattr(get_model(model).config_cls(), "num_classes"):  # a family without a class-conditional form
+        assert_user_error(run_main(_tiny_train_args(model, cond, "--class-conditional"), capsys),
+                          model, "no class-conditional form")
+        assert not cond.exists()
+        more = [a if a != "2" else "3" for a in _tiny_train_args(model, plain, "--resume")]
+        proc = run_main(more, capsys)
+        assert proc.returncode == 0, proc.stderr
+        assert "(step 3," in proc.stdout
+        return
     proc = run_main(_tiny_train_args(model, cond, "--class-conditional"), capsys)
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load((cond / "config.yaml").read_text())

@@ -224,6 +224,17 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
     data_name = (merged.get("data") or {}).get("name", cfg.data.name)
     if preset_path(model, str(data_name)).is_file():
         merged = merge(read_yaml(preset_path(model, str(data_name))), merged)
+    notes = []
+    if spec.cpu_defaults and _runs_on_cpu(merged):
+        applied = {sec: {k: v for k, v in vals.items() if k not in (merged.get(sec) or {})}
+                   for sec, vals in spec.cpu_defaults.items()}
+        applied = {sec: vals for sec, vals in applied.items() if vals}
+        if applied:
+            merged = merge(applied, merged)
+            paper = new_config(model)
+            for sec, vals in applied.items():
+                for k, v in vals.items():
+                    notes.append(f"{sec}.{k}={v} (paper: {getattr(getattr(paper, sec), k, '?')})")
     if "model" in merged and merged["model"] != model:
         raise GanforgeError(f"config says model {merged['model']!r} but {model!r} was asked for")
     merged.pop("model", None)
@@ -238,7 +249,17 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
     if cfg.data.name not in _dataset_names() and data_path.exists():
         cfg.data.name = str(data_path.resolve())  # a resume from another folder still finds the data
     validate(cfg)
+    cfg.preset_notes = notes  # not a config field: what the CPU preset set, for the run to announce
     return cfg
+
+
+def _runs_on_cpu(merged: dict) -> bool:
+    from .train.device import pick_device
+
+    try:
+        return pick_device(str((merged.get("train") or {}).get("device", "auto"))).type == "cpu"
+    except GanforgeError:
+        return False  # validate() reports the bad device
 
 
 def _dataset_names() -> set[str]:
@@ -302,7 +323,11 @@ def validate(cfg: RunConfig) -> None:
 
 def _check_recipe(cfg: RunConfig) -> None:
     from .augment import parse_policy
+    from .recipes import RECIPES
 
+    check = getattr(RECIPES[get_model(cfg.model).recipe], "check", None)
+    if check is not None:  # the recipe's own rules (a growth schedule against the resolution, ...)
+        check(cfg)
     r = cfg.recipe
     if hasattr(r, "augment"):
         try:

@@ -35,6 +35,9 @@ class ModelSpec:
     optimizer_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per train.optimizer: the
                                            # paper's settings for it (unless the user sets them)
     resolutions: tuple[int, ...] = ()      # resolutions the paper uses (others may still build)
+    cpu_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"arch": {...}, "recipe": {...}}:
+                                           # a scaled-down network and schedule for runs on a CPU, applied
+                                           # where the user sets none of those keys, and announced
 
 
 _MODELS: dict[str, ModelSpec] = {}

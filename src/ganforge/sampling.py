@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from . import config as config_mod
-from .recipes import RECIPES, capabilities, chunks, to_device
+from .recipes import RECIPES, capabilities, chunks, full_size, to_device
 from .registry import GanforgeError, get_model
 from .train.checkpoint import read_header, read_tensors, resolve_checkpoint
 
@@ -110,7 +110,8 @@ class Generator:
                                     f"classes) with the latents")
             extra = self.inputs(len(z), 0, labels=labels) if (self.conditional or self.capabilities["noise"]) else {}
             inputs = {**extra, "z": z}
-        out = [self.net(**to_device(part, self.device)).float().cpu() for part in chunks(inputs, batch_size)]
+        out = [full_size(self.net(**to_device(part, self.device)).float().cpu(), self.resolution)
+               for part in chunks(inputs, batch_size)]
         return torch.cat(out)
 
     def sample(self, n: int, seed: int | None = 0, truncation: float | None = None, labels=None) -> torch.Tensor:
@@ -146,6 +147,10 @@ def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = 
         raise GanforgeError(f"{ckpt} (format {header.get('format_version')}): weights do not fit the {cfg.model} "
                             f"architecture in its config: {str(e).splitlines()[0]}") from None
     G.eval().requires_grad_(False).to(device)
+    from .train.loop import _uses_conv
+
+    if cfg.train.channels_last and _uses_conv(G):  # the layout it trained in: the same samples, to the bit
+        G.to(memory_format=torch.channels_last)
     recipe = RECIPES[spec.recipe](G, None, cfg)
     return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()))
 

@@ -58,6 +58,15 @@ def capabilities(G: torch.nn.Module) -> dict:
             "noise": hasattr(G, "noise_shapes")}
 
 
+def full_size(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """A growing G's output at an earlier stage, upscaled (nearest) to the run's resolution for grids,
+    samples and evaluation (the official Progressive GAN code shows its stages the same way)."""
+    r = images.shape[-1]
+    if r >= resolution:
+        return images
+    return torch.nn.functional.interpolate(images, scale_factor=resolution // r, mode="nearest")
+
+
 def chunks(inputs: dict, size: int):
     """Split G's inputs into dicts of at most `size` samples (tensors and lists of per-sample tensors)."""
     n = len(inputs["z"]) if "z" in inputs else len(next(v for v in inputs.values() if torch.is_tensor(v)))
@@ -86,5 +95,6 @@ def to_device(inputs: dict, device) -> dict:
 
 
 from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402,F401 (the public names)
+from .progressive import Progressive, ProgressiveConfig  # noqa: E402,F401
 
-RECIPES = {"unconditional": Unconditional}
+RECIPES = {"unconditional": Unconditional, "progressive": Progressive}

@@ -23,7 +23,8 @@ from .. import config as config_mod
 from ..config import RunConfig
 from ..data import ImageData, load_data
 from ..data.batches import Batches
-from ..recipes import RECIPES, Phase, chunks, to_device
+from ..recipes import RECIPES, Phase, chunks, full_size, to_device
+from ..recipes.growth import fade_reals
 from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
 from .checkpoint import (atomic_write_bytes, checkpoint_name, list_checkpoints, load_training_state,
@@ -36,7 +37,9 @@ from .run import RunLock, cleanup_temporaries
 
 
 def _uses_conv(net: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
+    """Whether `net` convolves: torch's conv modules, or any 4-D weight (equalised-LR layers call F.conv2d)."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules()) or any(
+        p.ndim == 4 for p in net.parameters())
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -58,8 +61,26 @@ class Setup:
         """The run's precision, or fp32 where a phase asks for it (R1 and path-length penalties do)."""
         return autocast(self.device, None if phase is not None and phase.precision == "fp32" else self.autocast_dtype)
 
+    def apply_schedule(self, schedule) -> None:
+        """Growing networks (recipes/growth.py): set the schedule's stage on G, D and G_ema; where the recipe
+        asks, clear the optimisers' state when a resolution starts fading in and when it stabilises."""
+        nets = [n for n in (self.G, self.D, self.G_ema) if n is not None and hasattr(n, "set_growth")]
+        if not nets:
+            return
+        stage = (schedule.resolution, schedule.alpha < 1)
+        if stage != (nets[0].stage_resolution, nets[0].fading) and getattr(self.recipe, "reset_optimizer_on_growth",
+                                                                           False):
+            for opt in self.opt.values():
+                opt.state.clear()
+        for net in nets:
+            net.set_growth(schedule.resolution, schedule.alpha)
+
     def train_step(self, batch: dict, inputs: dict, step: int = 0, schedule=None) -> dict[str, torch.Tensor]:
         """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
+        if schedule is not None:
+            self.apply_schedule(schedule)
+            if schedule.alpha < 1:  # a resolution fading in: the reals fade in alike
+                batch = {**batch, "image": fade_reals(batch["image"], schedule.alpha)}
         ctx = self.recipe.begin_step(batch, inputs, schedule)
         out = {}
         for phase in self.recipe.phases:
@@ -161,7 +182,9 @@ class Trainer:
         workers = cfg.data.workers if cfg.data.workers >= 0 else min(4, os.cpu_count() or 1)
         self.batches = Batches(data, cfg.train.seed, s.device, s.memory_format, self.recipe.needs(cfg),
                                workers if data.streamed else 0)
-        self.batches.check(self.recipe.schedule(0).batch_size)
+        growth = getattr(self.recipe, "growth", None)  # every stage's batch must fit the data, checked now
+        self.batches.check(max(growth.batch_at(r) for r, _, _ in growth.stages()) if growth is not None
+                           else self.recipe.schedule(0).batch_size)
         self.z_gen = torch.Generator().manual_seed(cfg.train.seed + 1)  # G's inputs, on the CPU: see _run
         self.resumed_from: int | None = None
         self.ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup) if s.G_ema is not None else None
@@ -172,6 +195,7 @@ class Trainer:
         self.health = HealthMonitor(cfg.train.log_every)
         self.best_fid = math.inf
         self._eval_reference = None
+        self._health_reals: dict[int, torch.Tensor] = {}
         self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
 
     # -- state
@@ -233,7 +257,8 @@ class Trainer:
         G = self.s.sampler
         was = G.training
         G.eval()
-        images = torch.cat([G(**to_device(part, self.s.device)).float().cpu() for part in chunks(inputs, 256)])
+        images = torch.cat([full_size(G(**to_device(part, self.s.device)).float().cpu(), self.cfg.data.resolution)
+                            for part in chunks(inputs, 256)])
         G.train(was)
         return images
 
@@ -243,9 +268,14 @@ class Trainer:
         return images
 
     # -- evaluation and health
-    def _real_for_health(self, n: int) -> torch.Tensor:
-        idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(12345))[:n]
-        return self.data.batch(idx, self.recipe.schedule(self.nimg).resolution)
+    def _real_for_health(self, n: int, resolution: int) -> torch.Tensor:
+        """Real images to compare samples with: at the stage's resolution (a growing run's samples are the
+        stage's images, upscaled), shown at the run's resolution like the samples. Cached per resolution."""
+        cache = self._health_reals
+        if resolution not in cache:
+            idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(12345))[:n]
+            cache[resolution] = full_size(self.data.batch(idx, resolution), self.cfg.data.resolution)
+        return cache[resolution]
 
     def evaluate(self) -> dict:
         """FID/KID of the sampling generator against the data (the test split of a named dataset); the class
@@ -307,6 +337,13 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
+            notes = getattr(cfg, "preset_notes", None)
+            if notes:
+                print(f"{cfg.model} on a CPU: scaled down from the paper (set these keys to change them): "
+                      f"{', '.join(notes)}", file=sys.stderr)
+            if hasattr(self.recipe, "growth") and not self.resumed_from:
+                print(self.recipe.growth.describe(), file=sys.stderr)
+
             bar = tqdm(total=steps or None, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
@@ -350,7 +387,7 @@ class Trainer:
                 elif self.progress:
                     print(text, file=sys.stderr)
 
-        real_health = self._real_for_health(min(len(self.data), t.sample_grid))
+        n_health = min(len(self.data), t.sample_grid)
         sgd = t.optimizer == "sgd"
 
         s.G.train()
@@ -384,7 +421,8 @@ class Trainer:
                     log_interval(now)
                     sums, count, t_log, nimg_at_log = {}, 0, now, self.nimg
                 if t.sample_every and self.step % t.sample_every == 0:
-                    values, msgs = self.health.observe_samples(self.write_samples(), real_health)
+                    real = self._real_for_health(n_health, sched.resolution)
+                    values, msgs = self.health.observe_samples(self.write_samples(), real)
                     log.log(self.step, values)
                     warn(msgs)
                 if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid

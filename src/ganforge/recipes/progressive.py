@@ -1,0 +1,102 @@
+"""Progressive GAN's recipe (Karras et al. 2017): WGAN-GP with the epsilon-drift term, on a growing schedule.
+
+D's loss, as the official code's loss.py (D_wgangp_acgan) computes it, averaged over the batch:
+    D(fake) - D(real) + gp_weight / gp_target^2 * (||grad_x D(x_mix)|| - gp_target)^2 + drift * D(real)^2
+with x_mix = lerp(real, fake, u), u ~ U(0, 1) per sample (Gulrajani et al. 2017); G's loss is -D(fake).
+The gradient penalty runs in fp32 whatever the run's precision: a gradient norm in bf16 is too coarse.
+
+Pass structure as the unconditional recipe's: G runs once per step; phase D scores the real batch, the
+detached fakes and their mixes; phase G scores the same fakes with the just-updated D (frozen). The official
+code draws fresh latents for G's step; reusing the D phase's batch saves one G forward per step.
+The schedule is the loop's growth machinery (recipes/growth.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import LOSSES
+from ..registry import GanforgeError
+from .growth import Growth, GrowthConfig, check_growth
+from .unconditional import Unconditional
+
+
+@dataclass
+class ProgressiveConfig(GrowthConfig):
+    gp_weight: float = 10.0       # WGAN-GP's lambda
+    gp_target: float = 1.0        # the gradient norm the penalty pulls toward (the official code's wgan_target)
+    drift: float = 0.001          # epsilon_drift: keeps D's output near zero
+
+
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, target: float = 1.0) -> torch.Tensor:
+    """mean over the batch of (||grad_x D(x)|| - target)^2 at x = lerp(real, fake, u), u ~ U(0, 1) per sample;
+    differentiable in D's weights (double backward). fp32."""
+    u = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+    mixed = torch.lerp(real.float(), fake.float(), u).requires_grad_(True)
+    with torch.autocast(real.device.type, enabled=False):  # the forward and its input gradient, both fp32
+        scores = D(mixed).float()
+        (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+        norms = grad.flatten(1).square().sum(1).sqrt()
+        return (norms - target).square().mean()
+
+
+class Progressive:
+    config_cls = ProgressiveConfig
+    inputs = Unconditional.inputs  # z ~ N(0, I): G's only input
+
+    def __init__(self, G, D, cfg):
+        from . import Phase
+
+        self.G, self.D = G, D
+        self.rc: ProgressiveConfig = cfg.recipe
+        self.d_loss, self.g_loss = LOSSES[cfg.train.loss]
+        self.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
+        self.num_classes = 0
+        self.growth = Growth(self.rc, cfg.data.resolution, cfg.train.batch_size)
+        self.reset_optimizer_on_growth = self.rc.reset_optimizer
+
+    @staticmethod
+    def needs(cfg) -> set[str]:
+        return {"image"}
+
+    @staticmethod
+    def check(cfg) -> None:
+        r = cfg.recipe
+        check_growth(r, cfg.data.resolution)
+        for k, v in {"recipe.gp_weight": r.gp_weight, "recipe.drift": r.drift}.items():
+            if not (v >= 0 and math.isfinite(v)):
+                raise GanforgeError(f"{k} must be a finite number >= 0, got {v}")
+        if not (r.gp_target > 0 and math.isfinite(r.gp_target)):
+            raise GanforgeError(f"recipe.gp_target must be a finite number > 0, got {r.gp_target}")
+
+    def schedule(self, nimg: int):
+        return self.growth(nimg)
+
+    def state_dict(self) -> dict:
+        return {}  # the stage is a function of images shown; the networks hold it too (growth_state)
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def begin_step(self, batch: dict, inputs: dict, schedule=None) -> dict:
+        return {"real": batch["image"], "inputs": inputs}
+
+    def losses(self, phase: str, ctx: dict) -> dict[str, torch.Tensor]:
+        rc = self.rc
+        if phase == "D":
+            ctx["fake"] = fake = self.G(**ctx["inputs"])
+            real_scores = self.D(ctx["real"]).float()
+            fake_scores = self.D(fake.detach()).float()
+            out = {"loss/D": self.d_loss(real_scores, fake_scores)}
+            if rc.gp_weight > 0:
+                gp = gradient_penalty(self.D, ctx["real"], fake.detach(), rc.gp_target)
+                out["loss/D_gp"] = gp * (rc.gp_weight / rc.gp_target ** 2)
+            if rc.drift > 0:
+                out["loss/D_drift"] = real_scores.square().mean() * rc.drift
+            ctx["stats"] = {"D/real": real_scores.detach().mean(), "D/fake": fake_scores.detach().mean()}
+            return out
+        if phase == "G":
+            return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}
+        raise KeyError(phase)
