@@ -308,3 +308,112 @@ def test_metrics_with_too_few_images_say_why():
         evaluate(few, few, ("is",), extractor="fashion-mnist-classifier")
     with pytest.raises(GanforgeError, match="at least 2"):
         evaluate(few, few, ("kid",), extractor="fashion-mnist-classifier", kid_subset_size=1)
+
+
+# ------------------------------------------------------------------------------------------ the emoji classifier
+
+def _emoji_weights_meta() -> dict:
+    from ganforge.metrics.classifier import WEIGHTS, read_metadata
+
+    return read_metadata(WEIGHTS / "emoji-classifier.safetensors")
+
+
+@pytest.fixture(scope="module")
+def held_out_emoji(tmp_path_factory):
+    """The first 5 held-out emoji of each group (the weights file lists them), rendered at 64px, the
+    dataset's default size, through a small emoji-test.txt of just those: a second, not the full render."""
+    from ganforge.data import emoji as E
+
+    try:
+        E.find_font()
+    except GanforgeError as e:
+        pytest.skip(f"Noto Color Emoji font not installed (apt-get install fonts-noto-color-emoji): {e}")
+    by_group: dict[str, list[str]] = {}
+    for key in json.loads(_emoji_weights_meta()["held_out_keys"]):
+        group, codepoints = key.split("/")
+        by_group.setdefault(group, []).append(codepoints)
+    lines = []
+    for group, cps in by_group.items():
+        lines.append(f"# group: {group}")  # a slug is its own slug
+        lines += [f"{' '.join(cps_.split('-')).upper()} ; fully-qualified # x" for cps_ in cps[:5]]
+    tmp = tmp_path_factory.mktemp("emoji")
+    (tmp / "emoji-test.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv(E.EMOJI_TEST_ENV, str(tmp / "emoji-test.txt"))
+        E.render_emoji_folder(tmp / "held-out", size=64)
+    return tmp / "held-out"
+
+
+def test_the_emoji_classifier_is_built_from_its_file_and_fashion_mnist_still_loads():
+    from ganforge.metrics.classifier import load_classifier
+
+    net = load_classifier("emoji")
+    assert (net.channels, net.num_classes) == (3, 9)
+    assert net.body[0][0].in_channels == 3 and net.head[-1].out_features == 9
+    assert len(net.class_names) == 9 and "smileys-and-emotion" in net.class_names
+    meta = _emoji_weights_meta()
+    assert float(meta["test_accuracy"]) > 2 * float(meta["majority_baseline"])  # as measured when trained
+    # the file shipped before shape metadata existed: 1 channel, 10 classes, as always
+    fashion = load_classifier("fashion-mnist")
+    assert (fashion.channels, fashion.num_classes) == (1, 10) and fashion.head[-1].out_features == 10
+
+
+def test_the_emoji_classifier_sorts_held_out_emoji_into_their_groups(held_out_emoji):
+    from ganforge.data import load_data
+    from ganforge.metrics.classifier import load_classifier
+    from ganforge.metrics.domain import class_histogram, classify
+
+    data = load_data(str(held_out_emoji), 64)
+    n = len(data)
+    assert data.classes == load_classifier("emoji").class_names and n >= 40  # 45, less any glyph a font lacks
+    feats, logits = classify(data.batch(torch.arange(n)), "emoji")
+    assert feats.shape == (n, 128) and logits.shape == (n, 9)
+    accuracy = float((logits.argmax(1) == data.labels).float().mean())
+    assert accuracy > 0.4, accuracy  # chance is 1/9; about 0.6 measured on these
+    hist = class_histogram(logits)
+    assert hist["max_entropy"] == pytest.approx(np.log(9), abs=1e-3) and hist["classes_covered"] >= 6
+
+
+def test_the_emoji_extractor_through_torch_fidelity(held_out_emoji):
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    from ganforge.data import load_data
+    from ganforge.metrics.domain import classify
+    from ganforge.metrics.extractors import default_extractor, register
+
+    register()
+    assert default_extractor("emoji") == "emoji-classifier"
+    extractor = FEATURE_EXTRACTORS_REGISTRY["emoji-classifier"]("emoji-classifier", ["features", "logits"])
+    data = load_data(str(held_out_emoji), 64)
+    n = len(data)
+    images = data.take(torch.arange(n))["image"]  # uint8 [n, 3, 64, 64], as torch-fidelity feeds it
+    feats, logits = extractor(images)
+    assert feats.shape == (n, 128) and logits.shape == (n, 9)
+    ours, _ = classify(data.batch(torch.arange(len(data))), "emoji")
+    assert torch.allclose(feats, ours, atol=1e-3)  # the same network, the same resize
+    grey, _ = extractor(images[:, :1].contiguous())  # grey images are repeated to 3 channels
+    assert grey.shape == (n, 128)
+
+
+def test_only_the_named_emoji_dataset_gets_the_emoji_classifier(held_out_emoji, monkeypatch):
+    import torch_fidelity
+
+    from ganforge.data import sources
+    from ganforge.metrics import evaluate as ev
+
+    used = []
+
+    def fake_metrics(**kwargs):
+        used.append(kwargs["feature_extractor"])
+        return {"frechet_inception_distance": 1.0}
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_metrics)
+    monkeypatch.setattr(ev, "inception_weights", lambda path=None: None)
+    monkeypatch.setitem(sources.RENDERED, "emoji", lambda cache, size: held_out_emoji)  # no full render
+    named = load_image_set("emoji", resolution=64)
+    folder = load_image_set(held_out_emoji)
+    assert named.dataset == "emoji" and folder.dataset is None
+    copy = ImageSet(named.images.clone(), "copy")
+    assert evaluate(copy, named, ("fid",))["extractor"] == "emoji-classifier"
+    assert evaluate(copy, folder, ("fid",))["extractor"] == "inception-v3-compat"
+    assert used == ["emoji-classifier", "inception-v3-compat"]

@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="test", choices=("train", "test"), help="split of a named reference dataset")
     v.add_argument("--n", type=_positive_int, default=10000, help="samples per set")
     v.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid,kid,is,pr")
-    v.add_argument("--extractor", help="inception-v3-compat, fashion-mnist-classifier, mnist-classifier "
-                                       "(default: the domain classifier where the data has one)")
+    v.add_argument("--extractor", help="inception-v3-compat, fashion-mnist-classifier, mnist-classifier, "
+                                       "emoji-classifier (default: the domain classifier where the data has one)")
     v.add_argument("--kid-subset-size", type=_positive_int, default=1000)
     v.add_argument("--inception-weights", help="path to torch-fidelity's Inception weights file")
     v.add_argument("--seed", type=int, default=0)

@@ -1,13 +1,17 @@
-"""Domain classifiers for the small datasets: feature extractors that mean something on 28x28 images.
+"""Domain classifiers for the small datasets: feature extractors that mean something on their images.
 
 Inception features of 28x28 grey clothes upscaled to 299 say little; a small CNN trained on the dataset
 itself (as in the FID literature's MNIST/Fashion-MNIST practice) gives features and class predictions that
-do. Trained by scripts/train_feature_extractors.py (seeded), shipped in ganforge/metrics/weights/.
+do. Trained by scripts/train_feature_extractors.py (seeded), shipped in ganforge/metrics/weights/:
+Fashion-MNIST (1 channel, 10 classes) and emoji (3 channels, 9 Unicode groups).
 
-Input: [N, 1, 32, 32] in [-1, 1], i.e. exactly how the data is fed to the models (28x28 padded to 32).
+Input: [N, C, 32, 32] in [-1, 1], i.e. how the data is fed to the models (28x28 padded to 32; other sizes are
+resized with antialiasing). A weights file says its shape in its metadata ("channels", "num_classes"); a file
+without them (the Fashion-MNIST one shipped before they existed) is 1 channel, 10 classes.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -22,6 +26,8 @@ class DomainClassifier(nn.Module):
 
     def __init__(self, channels: int = 1, classes: int = 10):
         super().__init__()
+        self.channels, self.num_classes = channels, classes
+        self.class_names: tuple[str, ...] = ()
 
         def block(c_in, c_out):
             return nn.Sequential(
@@ -35,7 +41,15 @@ class DomainClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, classes))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, C, 32, 32] in [-1, 1] -> features [N, 128] (the penultimate layer)."""
+        """[N, C, H, W] in [-1, 1] -> features [N, 128] (the penultimate layer). Colour images are averaged
+        to grey for a grey classifier, grey ones repeated for a colour one."""
+        if x.shape[1] != self.channels:
+            if x.shape[1] == 3 and self.channels == 1:
+                x = x.mean(1, keepdim=True)
+            elif x.shape[1] == 1:
+                x = x.expand(-1, self.channels, -1, -1)
+            else:
+                raise ValueError(f"a {self.channels}-channel classifier cannot read {x.shape[1]}-channel images")
         if x.shape[-2:] == (28, 28):  # the datasets' own size: pad with background, as the data is fed
             x = F.pad(x, (2, 2, 2, 2), value=-1.0)
         elif x.shape[-2:] != (32, 32):
@@ -55,6 +69,21 @@ def weights_path(dataset: str) -> Path:
     return folder / f"{dataset}-classifier.safetensors"
 
 
+def shape_metadata(channels: int, classes: int, class_names=()) -> dict[str, str]:
+    """What a weights file must say for load_classifier to build the right network."""
+    meta = {"channels": str(channels), "num_classes": str(classes)}
+    if class_names:
+        meta["class_names"] = json.dumps(list(class_names))
+    return meta
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})
+
+
 def load_classifier(dataset: str) -> DomainClassifier:
     from safetensors.torch import load_file
 
@@ -64,7 +93,19 @@ def load_classifier(dataset: str) -> DomainClassifier:
     if not path.is_file():
         raise GanforgeError(f"no domain classifier for {dataset!r} at {path}; train it with "
                             f"scripts/train_feature_extractors.py --dataset {dataset}")
+    meta = read_metadata(path)
+    try:
+        channels, classes = int(meta.get("channels", 1)), int(meta.get("num_classes", 10))
+    except ValueError:
+        raise GanforgeError(f"{path}: bad channels/num_classes metadata {meta}") from None
     with torch.random.fork_rng(devices=[]):  # its random init must not move a training run's RNG
-        net = DomainClassifier()
-    net.load_state_dict(load_file(str(path)))
+        net = DomainClassifier(channels, classes)
+    try:
+        net.load_state_dict(load_file(str(path)))
+    except RuntimeError as e:
+        raise GanforgeError(f"{path} does not fit a {channels}-channel, {classes}-class domain classifier "
+                            f"({str(e).splitlines()[0]}); retrain it with scripts/train_feature_extractors.py "
+                            f"--dataset {dataset}") from None
+    if "class_names" in meta:
+        net.class_names = tuple(json.loads(meta["class_names"]))
     return net.eval().requires_grad_(False)

@@ -1,4 +1,4 @@
-"""Measurements in a domain classifier's feature space (Fashion-MNIST, MNIST): FID through torch-fidelity's
+"""Measurements in a domain classifier's feature space (Fashion-MNIST, MNIST, emoji): FID through torch-fidelity's
 statistics functions, and the class histogram of samples (the article's "same image only" failure shows
 up as few classes covered)."""
 from __future__ import annotations
@@ -12,10 +12,9 @@ from .classifier import load_classifier
 
 @torch.no_grad()
 def classify(images: torch.Tensor, dataset: str, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """images [N, 1, H, W] in [-1, 1] -> (features [N, 128] float64, logits [N, classes])."""
+    """images [N, C, H, W] in [-1, 1] -> (features [N, 128] float64, logits [N, classes]). Channels are
+    matched to the classifier's as the extractor matches them (colour averaged to grey, grey repeated)."""
     net = load_classifier(dataset)
-    if images.shape[1] == 3:  # the domain classifiers see grey, as the extractor feeds them
-        images = images.float().mean(1, keepdim=True)
     feats, logits = [], []
     for chunk in images.split(batch_size):
         f = net.embed(chunk.float())
@@ -34,10 +33,11 @@ def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -
 
 
 def class_histogram(logits: torch.Tensor) -> dict:
-    """Predicted-class histogram of samples: entropy (nats; log(10) = 2.30 is uniform), classes covered
-    (with at least 1% of samples) and the largest class share."""
+    """Predicted-class histogram of samples: entropy (nats; max_entropy = log(classes) is uniform, 2.30 for
+    10 classes, 2.20 for emoji's 9), classes covered (with at least 1% of samples) and the largest class
+    share."""
     counts = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double()
     p = counts / counts.sum()
-    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+    entropy = max(0.0, float(-(p[p > 0] * p[p > 0].log()).sum()))  # one class: 0.0, not -0.0
     return {"entropy": round(entropy, 3), "max_entropy": round(math.log(logits.shape[1]), 3),
             "classes_covered": int((p >= 0.01).sum()), "largest_class_share": round(float(p.max()), 3)}

@@ -120,7 +120,8 @@ def load_image_set(source: str | Path, n: int | None = None, split: str = "test"
     path = Path(source).expanduser()
     if source in RENDERED:  # no test split: its (only) images, as the run trained on them
         images = load_data(source, resolution or 32, split="train", channels=channels, stream="never").images
-        name, key, dataset = f"{source} (all images)", f"{source}-r{resolution or 32}-c{images.shape[1]}", None
+        # the named dataset picks its domain classifier (emoji-classifier); a folder of the same images does not
+        name, key, dataset = f"{source} (all images)", f"{source}-r{resolution or 32}-c{images.shape[1]}", source
     elif source in DATASETS or (path.is_dir() and _idx_dir_ok(path, split)):
         data = load_data(source, 32, split, channels=channels)
         images = data.images

@@ -3,8 +3,11 @@
 - `inception-v3-compat`: torch-fidelity's own Inception-v3 (the TF-FID-compatible one). Its weights are looked
   up locally (a path, `$GANFORGE_INCEPTION_WEIGHTS`, the ganforge cache, torch's hub cache) and downloaded only
   where downloads are allowed; when they are missing offline, the error says exactly where to put the file.
-- `fashion-mnist-classifier`, `mnist-classifier`: the small domain CNNs of metrics/classifier.py, shipped as
-  safetensors in the package: they work offline and mean something on 28x28 images.
+- `fashion-mnist-classifier`, `mnist-classifier`, `emoji-classifier`: the small domain CNNs of
+  metrics/classifier.py, shipped as safetensors in the package (MNIST's is trained where MNIST is): they work
+  offline and mean something on 28x28 grey images and on 32-64px colour emoji. A dataset gets its classifier
+  by name only: a folder of images (even one made from emoji) is measured with Inception unless
+  --extractor says otherwise.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from ..registry import GanforgeError
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-DOMAIN = {"fashion-mnist-classifier": "fashion-mnist", "mnist-classifier": "mnist"}
+DOMAIN = {"fashion-mnist-classifier": "fashion-mnist", "mnist-classifier": "mnist", "emoji-classifier": "emoji"}
 EXTRACTORS = (INCEPTION, *DOMAIN)
 
 
@@ -35,7 +38,8 @@ def _domain_class():
     from .classifier import load_classifier
 
     class DomainFeatureExtractor(FeatureExtractorBase):
-        """uint8 [N, C, H, W] -> ('features' [N, 128], 'logits' [N, 10]) of a domain classifier."""
+        """uint8 [N, C, H, W] -> ('features' [N, 128], 'logits' [N, classes]) of a domain classifier (grey
+        images are repeated for a colour classifier, colour ones averaged for a grey one)."""
 
         def __init__(self, name, features_list, **kwargs):
             super().__init__(name, features_list)
@@ -62,8 +66,6 @@ def _domain_class():
                 raise GanforgeError(f"the {self.name} extractor takes uint8 [N, C, H, W] images, got {x.dtype} "
                                     f"{list(x.shape)}")
             x = x.float() / 127.5 - 1
-            if x.shape[1] == 3:
-                x = x.mean(1, keepdim=True)
             with torch.no_grad():
                 feats = self.net.embed(x)
                 out = {"features": feats.double(), "logits": self.net.head(feats).double()}
