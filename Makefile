@@ -50,7 +50,7 @@ bench-quality: data
 	$(BIN)/python benchmarks/quality.py --which floor,ganforge,plain --minutes 10
 	$(BIN)/python benchmarks/report.py
 
-# about 90 minutes: progan and dcgan on emoji at 64px (30 minutes each), progan on Fashion-MNIST (10 minutes)
+# about 60 minutes: progan and dcgan side by side on emoji at 64px (30 minutes), progan on Fashion-MNIST (10 minutes)
 # and on a folder of transformed emoji (15 minutes)
 bench-progan: data
 	PY=$(BIN)/python bash benchmarks/progan_quality.sh

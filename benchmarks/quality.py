@@ -71,6 +71,19 @@ def train_ganforge(model: str, args) -> tuple[Path, int]:
     return run, result["step"]
 
 
+def run_facts(run: Path) -> dict:
+    """Images shown, the resolution, and (for a growing model) the stage the run ended at."""
+    from ganforge.train.checkpoint import read_header, resolve_checkpoint
+
+    header = read_header(resolve_checkpoint(run))
+    gen = ganforge.load(run)
+    out = {"nimg": header.get("nimg"), "data": gen.cfg.data.name, "resolution": gen.resolution,
+           "params_g": sum(p.numel() for p in gen.net.parameters())}
+    if hasattr(gen.net, "growth"):
+        out["stage"] = list(gen.net.growth)
+    return out
+
+
 def _slug(args) -> str:
     """"default" on Fashion-MNIST (the rows the README has always shown), else the data and resolution."""
     if args.data == DATASET and not args.resolution:
@@ -130,7 +143,7 @@ def main() -> None:
                       nrow=8)
             entry = {"what": f"ganforge {model} on {args.data}, {budget}" + (f" ({' '.join(args.set)})" if args.set
                                                                               else ""),
-                     "steps": steps, "run": str(run), **metrics(fake, "samples")}
+                     "steps": steps, "run": str(run), **run_facts(run), **metrics(fake, "samples")}
             if tag == default_tag and (model == "dcgan" and fmnist or model == "progan"):
                 # the README's films: a small copy (14 frames; half size for 32px grids)
                 build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{picture}-progress.gif",

@@ -70,7 +70,9 @@ class ProGANGenerator(Growing):
         self.latent_norm = PixelNorm() if cfg.normalize_latents else nn.Identity()
         c4 = nf(cfg, 4)
         self.c4 = c4
-        self.dense = EqualizedLinear(cfg.z_dim, c4 * 16, gain=2 ** 0.5 / 4)
+        # the official code's dense layer: no bias of its own; one bias per channel after the reshape to 4x4
+        self.dense = EqualizedLinear(cfg.z_dim, c4 * 16, gain=2 ** 0.5 / 4, bias=False)
+        self.dense_bias = nn.Parameter(torch.zeros(1, c4, 1, 1))
         self.head = nn.Sequential(_Act(True), EqualizedConv2d(c4, c4, 3), _Act(True))
         self.blocks = nn.ModuleDict()
         self.to_rgb = nn.ModuleDict({"4": EqualizedConv2d(c4, channels, 1, gain=1.0)})
@@ -81,7 +83,7 @@ class ProGANGenerator(Growing):
             self.to_rgb[str(r)] = EqualizedConv2d(c, channels, 1, gain=1.0)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.dense(self.latent_norm(z)).reshape(-1, self.c4, 4, 4)
+        x = self.dense(self.latent_norm(z)).reshape(-1, self.c4, 4, 4) + self.dense_bias
         x = self.head(x)
         prev = x
         for r in self.resolutions[1:]:
