@@ -68,6 +68,8 @@ def train_ganforge(model: str, args) -> tuple[Path, int]:
     cfg = C.resolve(model, layers)
     run = args.runs / f"quality-{model}-{args.tag or _slug(args)}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(cfg, run, progress=False)
+    if result["stopped_by"] not in ("minutes", "steps"):  # a row must have had its whole budget
+        raise SystemExit(f"{run} stopped early ({result['stopped_by']}); no row written")
     return run, result["step"]
 
 

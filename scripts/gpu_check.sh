@@ -16,3 +16,19 @@ timeout 150 python3 -m ganforge.cli train dcgan --data fashion-mnist --minutes 1
   --checkpoint-every 2000 --sample-every 1000 && tail -2 /tmp/g1/metrics.jsonl
 cp /tmp/g1/samples/progress.gif "$OUT/gpu-progress.gif" 2>/dev/null
 ls /tmp/g1/samples | tail -1 | xargs -I{} cp /tmp/g1/samples/{} "$OUT/gpu-final.png"
+echo "== 4. progan at 128px on emoji for 3 minutes, bf16, the paper's network (no CPU preset on a GPU):"
+echo "      img/s per resolution from metrics.jsonl (needs fonts-noto-color-emoji and unicode-data, or a"
+echo "      rendered emoji-128 folder in \$GANFORGE_DATA)"
+timeout 260 python3 -m ganforge.cli train progan --data emoji --resolution 128 --minutes 3 --out /tmp/g2 --quiet \
+  --set recipe.stable_kimg=20 --set recipe.fade_kimg=20 --checkpoint-every 100000 --sample-every 500 && \
+python3 - <<'PY'
+import json
+rows = [json.loads(l) for l in open("/tmp/g2/metrics.jsonl") if '"img_per_s"' in l]
+by = {}
+for r in rows:
+    by.setdefault((r["resolution"], r["alpha"] < 1), []).append(r["img_per_s"])
+for (res, fading), v in sorted(by.items()):
+    print(f"progan {res}px{' fading in' if fading else ''}: median {sorted(v)[len(v) // 2]:.0f} img/s "
+          f"over {len(v)} log intervals")
+PY
+cp /tmp/g2/samples/progress.gif "$OUT/gpu-progan-progress.gif" 2>/dev/null

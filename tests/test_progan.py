@@ -298,7 +298,9 @@ def test_schedule_without_fade_jumps_and_other_starts():
     ({"batch_sizes": "abc"}, "recipe.batch_sizes must look like"),
     ({"batch_sizes": "16-4"}, "recipe.batch_sizes must look like"),
     ({"batch_sizes": "12:4"}, "power-of-two resolution"),
-    ({"batch_sizes": "16:0"}, "batch >= 1"),
+    ({"batch_sizes": "16:0"}, "value > 0"),
+    ({"lr_dict": "16:fast"}, "recipe.lr_dict must look like"),
+    ({"lr_dict": "12:0.001"}, "power-of-two resolution"),
     ({"stable_kimg": -1}, "recipe.stable_kimg must be a finite number >= 0"),
     ({"fade_kimg": float("nan")}, "recipe.fade_kimg must be a finite number >= 0"),
 ])
@@ -311,6 +313,43 @@ def test_per_resolution_batch_sizes_reach_the_loop():
     cfg = C.resolve("progan", tiny_layers("progan") + [{"recipe": {"batch_sizes": "4:12,16:6"}}])
     s = build(cfg, 1, torch.device("cpu"))
     assert [s.recipe.schedule(n).batch_size for n in (0, 1500, 3500, 10**6)] == [12, 8, 6, 6]
+
+
+def test_per_resolution_learning_rates_reach_the_optimisers():
+    cfg = C.resolve("progan", tiny_layers("progan", lr_g=1e-3, lr_d=2e-3) + [{"recipe": {"lr_dict": "16:0.0015"}}])
+    s = build(cfg, 1, torch.device("cpu"))
+    lrs = []
+    for sched in (Schedule(8, 8, 1.0), s.recipe.schedule(10**6)):
+        s.apply_schedule(sched)
+        lrs.append((s.opt["G"].param_groups[0]["lr"], s.opt["D"].param_groups[0]["lr"]))
+    assert s.recipe.schedule(10**6).lr == 0.0015
+    assert lrs == [(1e-3, 2e-3), (0.0015, 0.0015)]
+
+
+def test_served_lower_resolutions_are_the_2x2_pooled_reals_a_fade_in_starts_from(tmp_path):
+    """At alpha = 0 D's previous-stage path sees downscale2d(reals at R): the data served at R/2 while R/2 was
+    stable must be the same images (up to uint8 rounding), or D gets a free cue at every fade-in."""
+    from ganforge.data.sources import ImageData, to_unit_range
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(16, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    data = ImageData("noise", "tests", fields={"image": images})
+    for r in (16, 8, 4):
+        idx = torch.arange(16)
+        at_r = to_unit_range(data.take(idx, r)["image"])
+        pooled = fade_reals(to_unit_range(data.take(idx, 2 * r)["image"]), 0.0)[..., ::2, ::2]
+        from_full = F.avg_pool2d(to_unit_range(images), 32 // r)
+        assert (at_r - pooled).abs().max() <= 2 / 255 + 1e-6
+        assert (at_r - from_full).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_a_new_run_starts_and_shows_step_0_at_its_first_stage(fake_fashion, tmp_path):
+    cfg = C.resolve("progan", tiny_layers("progan"))
+    trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16), progress=False)
+    assert trainer.s.G.growth == trainer.s.D.growth == trainer.s.G_ema.growth == (4, 1.0)
+    grid = trainer._generate(trainer.grid)
+    assert grid.shape[-1] == 16 and torch.equal(grid[..., ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3),
+                                                grid)
 
 
 @pytest.mark.parametrize("resolution", [0, 3, 5, 24, 48, 100])

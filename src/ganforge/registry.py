@@ -36,8 +36,8 @@ class ModelSpec:
                                            # paper's settings for it (unless the user sets them)
     resolutions: tuple[int, ...] = ()      # resolutions the paper uses (others may still build)
     cpu_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"arch": {...}, "recipe": {...}}:
-                                           # a scaled-down network and schedule for runs on a CPU, applied
-                                           # where the user sets none of those keys, and announced
+                                           # a scaled-down network and schedule for runs on a CPU, each key
+                                           # applied unless the user sets it, and announced
 
 
 _MODELS: dict[str, ModelSpec] = {}

@@ -90,6 +90,9 @@ class Batches:
             return None
         hit = self._on_device.get((key, resolution))
         if hit is None:
+            # one resolution per key on the device: a growing run never goes back to a stage it left
+            for old in [k for k in self._on_device if k[0] == key]:
+                del self._on_device[old]
             hit = self._on_device[(key, resolution)] = self.data.at(resolution, key).to(self.device)
         return hit
 

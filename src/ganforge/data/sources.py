@@ -340,13 +340,24 @@ def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Antialiased resize of uint8 [N, C, H, W], no framing rules: how a base resolution serves the others."""
-    if images.shape[-1] == resolution:
+    """Antialiased resize of uint8 [N, C, H, W], no framing rules: how a base resolution serves the others.
+
+    A downscale by a power of two averages k x k boxes (k = the factor), as Progressive GAN's dataset tool
+    builds each level by repeated 2x2 averaging: a growing run's reals at R/2 are then exactly (up to uint8
+    rounding) the 2x2-pooled reals at R that D sees at the start of a fade-in. Other sizes: bilinear with
+    antialiasing."""
+    size = images.shape[-1]
+    if size == resolution:
         return images
+    factor = size // resolution
+    box = size == factor * resolution and factor & (factor - 1) == 0
     out = []
     for chunk in images.split(4096):
-        x = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
-                          align_corners=False)
+        if box:
+            x = F.avg_pool2d(chunk.float(), factor)
+        else:
+            x = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
+                              align_corners=False)
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
 

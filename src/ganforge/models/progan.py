@@ -40,7 +40,7 @@ class ProGANConfig:
     fmap_max: int = 512
     fmap_min: int = 1
     normalize_latents: bool = True  # pixel norm on z (the official code's default)
-    mbstd_group: int = 4          # minibatch-stddev group size (0 = no minibatch stddev)
+    mbstd_group: int = 4          # minibatch-stddev group size (0 or 1 = no minibatch stddev)
 
 
 def nf(cfg: ProGANConfig, resolution: int) -> int:
@@ -112,8 +112,8 @@ class ProGANDiscriminator(Growing):
                     EqualizedConv2d(nf(cfg, r), nf(cfg, r), 3), nn.LeakyReLU(0.2),
                     EqualizedConv2d(nf(cfg, r), nf(cfg, r // 2), 3), nn.LeakyReLU(0.2))
         c4 = nf(cfg, 4)
-        self.mbstd = MinibatchStdDev(cfg.mbstd_group) if cfg.mbstd_group else nn.Identity()
-        extra = 1 if cfg.mbstd_group else 0
+        self.mbstd = MinibatchStdDev(cfg.mbstd_group) if cfg.mbstd_group > 1 else nn.Identity()
+        extra = 1 if cfg.mbstd_group > 1 else 0
         self.final = nn.Sequential(EqualizedConv2d(c4 + extra, c4, 3), nn.LeakyReLU(0.2), nn.Flatten(),
                                    EqualizedLinear(c4 * 16, nf(cfg, 2)), nn.LeakyReLU(0.2))
         self.out = EqualizedLinear(nf(cfg, 2), 1, gain=1.0)
@@ -144,10 +144,10 @@ class ProGANDiscriminator(Growing):
     train_defaults={"resolution": 64, "loss": "wasserstein", "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.0, 0.99),
                     "batch_size": 16, "ema_kimg": 10.0},
     resolutions=(1024,),
-    # A CPU cannot train the paper's 23M-parameter networks on 800k-image phases. On a CPU, unless these keys
-    # are set: widths 128, 128, 64, 32, 16 for 4..64px (the paper's: 512 up to 32px) and 6k-image phases
-    # (1/133 of the paper's), measured so that growth to 32px ends in about 70% of a 10-minute run and to
-    # 64px in about 13 minutes (docs/benchmarks.md).
+    # A CPU cannot train the paper's 23M-parameter networks on 800k-image phases. On a CPU, each of these keys
+    # that the user does not set: widths 128, 128, 64, 32, 16 for 4..64px (the paper's: 512 up to 32px) and
+    # 6k-image phases (1/133 of the paper's), chosen from measured img/s per stage so that growing to 32px
+    # takes about 70% of a 10-minute run on 2 cores (docs/models/progan.md, docs/benchmarks.md).
     cpu_defaults={"arch": {"fmap_base": 512, "fmap_max": 128},
                   "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0}},
 )

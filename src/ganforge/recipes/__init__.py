@@ -33,6 +33,7 @@ class Schedule:
     resolution: int
     batch_size: int
     alpha: float = 1.0            # fade-in of a newly grown resolution (Progressive GAN); 1 = fully in
+    lr: float | None = None       # learning rate of G and D at this point (None: train.lr_g, train.lr_d)
     extra: dict = field(default_factory=dict)
 
 

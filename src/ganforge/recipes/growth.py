@@ -7,7 +7,8 @@ official code's schedule (train.py, TrainingSchedule: lod_training_kimg, lod_tra
 800k images for each.
 
 What the loop does with a growing schedule (train/loop.py, `Setup.apply_schedule`):
-- sets every growing network (`set_growth`) to the schedule's resolution and alpha, each step;
+- sets every growing network (`set_growth`) to the schedule's resolution and alpha, each step, and the
+  learning rates to the schedule's (`lr_dict`) where it gives one;
 - resets the optimisers' state (Adam's moments) when a resolution starts to fade in and when it stabilises,
   as the official code does (`reset_opt_for_new_lod`) where the growth config asks;
 - fades the real images in with the same alpha (`fade_reals`), so D sees reals and fakes blended alike;
@@ -35,25 +36,38 @@ class GrowthConfig:
     fade_kimg: float = 800.0      # thousands of images per fade-in (the paper: 800)
     batch_sizes: str = "256:14,512:6,1024:3"  # per-resolution batch sizes "R:N,..."; train.batch_size elsewhere
                                   # (the paper: 16 up to 128x128, then 14, 6, 3 to fit GPU memory)
+    lr_dict: str = ""             # per-resolution learning rates of G and D, "R:lr,..." (the official configs'
+                                  # G_lrate_dict = D_lrate_dict, e.g. StyleGAN's "128:0.0015,256:0.002");
+                                  # train.lr_g and train.lr_d elsewhere
     reset_optimizer: bool = True  # clear Adam's state when a resolution starts fading in and when it
                                   # stabilises (the official code's reset_opt_for_new_lod)
 
 
-def parse_batch_sizes(text: str) -> dict[int, int]:
-    """"256:14,512:6" -> {256: 14, 512: 6}; a clear error for anything else."""
-    out: dict[int, int] = {}
+def _parse_per_resolution(text: str, key: str, kind, example: str) -> dict:
+    out: dict = {}
     for item in (t.strip() for t in str(text).split(",")):
         if not item:
             continue
         try:
-            r, n = (int(v) for v in item.split(":"))
+            r, v = item.split(":")
+            r, v = int(r), kind(v)
         except ValueError:
-            raise GanforgeError(f"recipe.batch_sizes must look like \"4:64,8:64,256:14\" (resolution:batch), got "
-                                f"{text!r}") from None
-        if r < 4 or r & (r - 1) or n < 1:
-            raise GanforgeError(f"recipe.batch_sizes: {item!r} needs a power-of-two resolution >= 4 and a batch >= 1")
-        out[r] = n
+            raise GanforgeError(f"recipe.{key} must look like \"{example}\" (resolution:value, comma-separated), "
+                                f"got {text!r}") from None
+        if r < 4 or r & (r - 1) or not (v > 0 and math.isfinite(v)):
+            raise GanforgeError(f"recipe.{key}: {item!r} needs a power-of-two resolution >= 4 and a value > 0")
+        out[r] = v
     return out
+
+
+def parse_batch_sizes(text: str) -> dict[int, int]:
+    """"256:14,512:6" -> {256: 14, 512: 6}; a clear error for anything else."""
+    return _parse_per_resolution(text, "batch_sizes", int, "4:64,8:64,256:14")
+
+
+def parse_lr_dict(text: str) -> dict[int, float]:
+    """"128:0.0015,256:0.002" -> {128: 0.0015, 256: 0.002}."""
+    return _parse_per_resolution(text, "lr_dict", float, "128:0.0015,256:0.002")
 
 
 def check_growth(g: GrowthConfig, resolution: int) -> None:
@@ -67,6 +81,7 @@ def check_growth(g: GrowthConfig, resolution: int) -> None:
         if not (v >= 0 and math.isfinite(v)):
             raise GanforgeError(f"{k} must be a finite number >= 0, got {v}")
     parse_batch_sizes(g.batch_sizes)
+    parse_lr_dict(g.lr_dict)
 
 
 class Growth:
@@ -77,6 +92,7 @@ class Growth:
         self.stable = int(round(g.stable_kimg * 1000))
         self.fade = int(round(g.fade_kimg * 1000))
         self.batch_sizes = parse_batch_sizes(g.batch_sizes)
+        self.lrs = parse_lr_dict(g.lr_dict)
         self.doublings = int(math.log2(resolution // g.start_resolution))
 
     def batch_at(self, resolution: int) -> int:
@@ -93,7 +109,7 @@ class Growth:
                 res, alpha = self.start * 2 ** k, 1.0
             else:
                 res, alpha = self.start * 2 ** (k + 1), (into - self.stable) / self.fade
-        return Schedule(res, self.batch_at(res), alpha)
+        return Schedule(res, self.batch_at(res), alpha, self.lrs.get(res))
 
     def stages(self) -> list[tuple[int, float, float]]:
         """(resolution, kimg where its fade-in starts, kimg where it is stable): the plan, for printing."""

@@ -74,6 +74,10 @@ class Setup:
                 opt.state.clear()
         for net in nets:
             net.set_growth(schedule.resolution, schedule.alpha)
+        t = self.cfg.train
+        for name, lr in (("G", schedule.lr or t.lr_g), ("D", schedule.lr or t.lr_d)):
+            for group in self.opt[name].param_groups:
+                group["lr"] = lr
 
     def train_step(self, batch: dict, inputs: dict, step: int = 0, schedule=None) -> dict[str, torch.Tensor]:
         """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
@@ -197,6 +201,7 @@ class Trainer:
         self._eval_reference = None
         self._health_reals: dict[int, torch.Tensor] = {}
         self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
+        s.apply_schedule(self.recipe.schedule(0))  # a growing run starts (and shows step 0) at its first stage
 
     # -- state
     def _nets(self) -> dict:
@@ -368,6 +373,9 @@ class Trainer:
             values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
             values["img_per_s"] = round((self.nimg - nimg_at_log) / (now - t_log), 1)
             values["nimg"] = self.nimg
+            if hasattr(self.recipe, "growth"):  # a growing run: the stage it has reached
+                stage = self.recipe.schedule(self.nimg)
+                values["resolution"], values["alpha"] = stage.resolution, round(stage.alpha, 4)
             for k, v in values.items():
                 if not math.isfinite(v):
                     raise GanforgeError(f"{k} became {v} at step {self.step}: training diverged; lower "
