@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Fashion-MNIST: found where it is, else Debian's package (as root), else torchvision's download.
+# emoji (colour, for progan and the emoji classifier's tests): Debian's font and unicode-data packages (as
+# root); without them the emoji tests are skipped and `--data emoji` says what to install.
 data: $(STAMP)
 	@bash scripts/ensure_data.sh $(BIN)/ganforge fashion-mnist
+	@bash scripts/ensure_data.sh $(BIN)/ganforge emoji || echo "emoji: not available here; its tests are skipped"
 
 demo: data
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \

@@ -83,7 +83,18 @@ def run_facts(run: Path) -> dict:
            "params_g": sum(p.numel() for p in gen.net.parameters())}
     if hasattr(gen.net, "growth"):
         out["stage"] = list(gen.net.growth)
+        out["img_per_s_by_stage"] = stage_speeds(run)
     return out
+
+
+def stage_speeds(run: Path) -> dict:
+    """Median img/s of a growing run's log intervals, per stage ("32" stable, "32 fade")."""
+    by: dict[str, list[float]] = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "img_per_s" in r and "resolution" in r:
+            by.setdefault(f"{r['resolution']}{' fade' if r['alpha'] < 1 else ''}", []).append(r["img_per_s"])
+    return {k: sorted(v)[len(v) // 2] for k, v in by.items()}
 
 
 def _slug(args) -> str:
@@ -149,7 +160,7 @@ def main() -> None:
             if tag == default_tag and (model == "dcgan" and fmnist or model == "progan"):
                 # the README's films: a small copy (14 frames; half size for 32px grids)
                 build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{picture}-progress.gif",
-                                   shrink=2 if fake.shape[-1] <= 32 else 1)
+                                   shrink=2)
             which = tag
         elif which == "plain":
             tr = load_data(DATASET, 32, "train")

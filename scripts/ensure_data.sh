@@ -4,12 +4,13 @@
 set -euo pipefail
 ganforge=$1
 name=$2
-declare -A debian=([fashion-mnist]=dataset-fashion-mnist)
+declare -A debian=([fashion-mnist]=dataset-fashion-mnist [emoji]="fonts-noto-color-emoji unicode-data")
 if "$ganforge" data list | grep -E "^$name " | grep -q "not found"; then
   pkg=${debian[$name]:-}
   if [ -n "$pkg" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "$name: not found; installing Debian's $pkg"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null || true
+    # shellcheck disable=SC2086  # $pkg may name several packages
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkg >/dev/null || true
   fi
   "$ganforge" data prepare "$name"
 fi

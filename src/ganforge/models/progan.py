@@ -146,8 +146,9 @@ class ProGANDiscriminator(Growing):
     resolutions=(1024,),
     # A CPU cannot train the paper's 23M-parameter networks on 800k-image phases. On a CPU, each of these keys
     # that the user does not set: widths 128, 128, 64, 32, 16 for 4..64px (the paper's: 512 up to 32px) and
-    # 6k-image phases (1/133 of the paper's), chosen from measured img/s per stage so that growing to 32px
-    # takes about 70% of a 10-minute run on 2 cores (docs/models/progan.md, docs/benchmarks.md).
+    # 6k-image phases (1/133 of the paper's), chosen on Fashion-MNIST from measured img/s per stage to leave
+    # most of a 10-minute 32px run at the final resolution (measured: growing takes about 4 minutes on 2 cores;
+    # docs/models/progan.md, docs/benchmarks.md).
     cpu_defaults={"arch": {"fmap_base": 512, "fmap_max": 128},
                   "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0}},
 )
