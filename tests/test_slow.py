@@ -30,11 +30,14 @@ def test_domain_classifier_accuracy_on_the_test_split():
     assert (pred == test_set.labels).float().mean() >= 0.90
 
 
-@pytest.mark.parametrize("model,steps", [("dcgan", 1200), ("gan", 2500)])
+# progan: the CPU preset grows 4 -> 32px in its first 36k images (2,250 steps of 16); 3,800 steps end with
+# 25k images at 32px (about 9 minutes here; at 2,800 steps it still covered only 7 classes)
+@pytest.mark.parametrize("model,steps", [("dcgan", 1200), ("gan", 2500), ("progan", 3800)])
 def test_training_on_real_data_gives_clothes_of_every_class(model, steps, tmp_path):
     from ganforge.metrics.domain import class_histogram, classify, frechet_distance
 
-    cfg = C.resolve(model, [{"data": {"name": "fashion-mnist"}, "train": {"steps": steps, "sample_every": 0}}])
+    data = {"name": "fashion-mnist", **({"resolution": 32} if model == "progan" else {})}
+    cfg = C.resolve(model, [{"data": data, "train": {"steps": steps, "sample_every": 0}}])
     train(cfg, tmp_path / "run", progress=False)
     G = ganforge.load(tmp_path / "run")
     fake = G.sample(2000, seed=0)  # gan: 28x28, padded to 32 by the classifier like the data
@@ -45,12 +48,15 @@ def test_training_on_real_data_gives_clothes_of_every_class(model, steps, tmp_pa
     assert hist["classes_covered"] >= 8, hist          # no mode collapse
     assert hist["largest_class_share"] < 0.35, hist
     # far closer to the data than an untrained generator of the same family
-    untrained = C.resolve(model, [{"data": {"name": "fashion-mnist"}, "train": {"steps": 1}}])
+    untrained = C.resolve(model, [{"data": data, "train": {"steps": 1}}])
     train(untrained, tmp_path / "untrained", progress=False)
     noise = ganforge.load(tmp_path / "untrained").sample(2000, seed=0)
     fid_trained = frechet_distance(real_feats, feats)
     fid_untrained = frechet_distance(real_feats, classify(noise, "fashion-mnist")[0])
-    assert fid_trained < 0.25 * fid_untrained, (fid_trained, fid_untrained)
+    # An untrained progan shows its first stage, 4x4 blobs upscaled, which already sit far nearer the data than
+    # an untrained dcgan's noise (measured FID 46 against 15.9 after 3,800 steps: 0.35), hence its own bound.
+    bound = 0.45 if model == "progan" else 0.25
+    assert fid_trained < bound * fid_untrained, (fid_trained, fid_untrained)
 
 
 def test_class_conditional_dcgan_on_real_data_draws_the_class_asked_for(tmp_path):
