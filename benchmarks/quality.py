@@ -121,14 +121,17 @@ def main() -> None:
     ap.add_argument("--extractor", default=None, help="feature extractor (default: the data's domain classifier)")
     args = ap.parse_args()
     fmnist = args.data == DATASET
+    from ganforge.data.sources import DATASETS, RENDERED
+
+    named = {*DATASETS, *RENDERED}
     if fmnist:
         reference = load_image_set(DATASET, n=args.n, split="test")
     else:  # no test split: the training images, as the runs read them
         reference = load_image_set(args.data, n=args.n, split="train", resolution=args.resolution or None)
 
     def metrics(fake, what):
-        return measure(fake, reference, what, args.data if fmnist or args.data in ("emoji",) else None,
-                       args.extractor)
+        # a named dataset picks its domain classifier; a folder uses --extractor (or Inception)
+        return measure(fake, reference, what, args.data if args.data in named else None, args.extractor)
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
     todo = ["measure"] if args.measure else args.which.split(",")
     for which in todo:

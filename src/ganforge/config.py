@@ -322,26 +322,11 @@ def validate(cfg: RunConfig) -> None:
 
 
 def _check_recipe(cfg: RunConfig) -> None:
-    from .augment import parse_policy
+    """The recipe's own rules for its config section (augmentation values, a growth schedule against the
+    resolution, ...): each recipe class checks its section in `check(cfg)`."""
     from .recipes import RECIPES
 
-    check = getattr(RECIPES[get_model(cfg.model).recipe], "check", None)
-    if check is not None:  # the recipe's own rules (a growth schedule against the resolution, ...)
-        check(cfg)
-    r = cfg.recipe
-    if hasattr(r, "augment"):
-        try:
-            parse_policy(r.augment)
-        except ValueError as e:
-            raise GanforgeError(f"recipe.augment: {e}") from None
-        if r.ada and not r.augment:
-            raise GanforgeError("recipe.ada adapts the strength of recipe.augment's ops, and recipe.augment is empty; "
-                                "set recipe.augment=color,translation,cutout")
-        if not 0 <= r.augment_p <= 1:
-            raise GanforgeError(f"recipe.augment_p must lie in [0, 1], got {r.augment_p}")
-        if not 0 < r.ada_target < 1 or not r.ada_kimg > 0 or r.ada_interval < 1:
-            raise GanforgeError(f"recipe.ada_target must lie in (0, 1), recipe.ada_kimg be > 0 and "
-                                f"recipe.ada_interval >= 1; got {r.ada_target}, {r.ada_kimg}, {r.ada_interval}")
+    RECIPES[get_model(cfg.model).recipe].check(cfg)
 
 
 def _check_architecture(cfg: RunConfig) -> None:

@@ -124,7 +124,7 @@ def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = 
     Reads only the generator's weights (G_ema where the run kept one), through safetensors: no code runs.
     Files of every format this version knows (1: ganforge 0.1; 2: now) load; others fail naming their version.
     """
-    from .train.device import pick_device
+    from .train.device import pick_device, uses_conv
 
     device = pick_device(str(device))
     ckpt = resolve_checkpoint(path)
@@ -147,9 +147,7 @@ def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = 
         raise GanforgeError(f"{ckpt} (format {header.get('format_version')}): weights do not fit the {cfg.model} "
                             f"architecture in its config: {str(e).splitlines()[0]}") from None
     G.eval().requires_grad_(False).to(device)
-    from .train.loop import _uses_conv
-
-    if cfg.train.channels_last and _uses_conv(G):  # the layout it trained in: the same samples, to the bit
+    if cfg.train.channels_last and uses_conv(G):  # the layout it trained in: the same samples, to the bit
         G.to(memory_format=torch.channels_last)
     recipe = RECIPES[spec.recipe](G, None, cfg)
     return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()))

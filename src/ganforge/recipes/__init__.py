@@ -2,6 +2,7 @@
 needs beyond "D step, G step" goes through the recipe (docs/design.md, "The five seams"):
 
 - `config_cls`: the recipe's own config section (`recipe.*` keys), saved with the run;
+- `check(cfg)`: clear errors for bad `recipe.*` values, called when a config is validated;
 - `needs(G)`: the batch keys it takes ("image", "label", "source"); a data source that lacks one is an error
   at start, before any training;
 - `inputs(n, generator, batch=None, ...)`: everything G takes, drawn from one torch.Generator, so a seed

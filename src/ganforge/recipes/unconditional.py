@@ -68,6 +68,25 @@ class Unconditional:
         """Batch keys this recipe takes for a run of `cfg`: labels only for a class-conditional model."""
         return {"image", "label"} if getattr(cfg.arch, "num_classes", 0) else {"image"}
 
+    @staticmethod
+    def check(cfg) -> None:
+        """recipe.* values, before anything is built: clear errors."""
+        from ..registry import GanforgeError
+
+        r = cfg.recipe
+        try:
+            parse_policy(r.augment)
+        except ValueError as e:
+            raise GanforgeError(f"recipe.augment: {e}") from None
+        if r.ada and not r.augment:
+            raise GanforgeError("recipe.ada adapts the strength of recipe.augment's ops, and recipe.augment is empty; "
+                                "set recipe.augment=color,translation,cutout")
+        if not 0 <= r.augment_p <= 1:
+            raise GanforgeError(f"recipe.augment_p must lie in [0, 1], got {r.augment_p}")
+        if not 0 < r.ada_target < 1 or not r.ada_kimg > 0 or r.ada_interval < 1:
+            raise GanforgeError(f"recipe.ada_target must lie in (0, 1), recipe.ada_kimg be > 0 and "
+                                f"recipe.ada_interval >= 1; got {r.ada_target}, {r.ada_kimg}, {r.ada_interval}")
+
     def schedule(self, nimg: int):
         return self._schedule
 

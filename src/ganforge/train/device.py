@@ -56,3 +56,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def uses_conv(net: torch.nn.Module) -> bool:
+    """Whether `net` convolves (so channels_last pays): torch's conv modules, or any 4-D weight (equalised-LR
+    layers call F.conv2d)."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules()) or any(
+        p.ndim == 4 for p in net.parameters())

@@ -29,17 +29,11 @@ from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
 from .checkpoint import (atomic_write_bytes, checkpoint_name, list_checkpoints, load_training_state,
                          newest_checkpoint, save_checkpoint)
-from .device import autocast, pick_device, pick_precision
+from .device import autocast, pick_device, pick_precision, uses_conv
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
 from .health import HealthMonitor
 from .logging import MetricsLog
 from .run import RunLock, cleanup_temporaries
-
-
-def _uses_conv(net: torch.nn.Module) -> bool:
-    """Whether `net` convolves: torch's conv modules, or any 4-D weight (equalised-LR layers call F.conv2d)."""
-    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules()) or any(
-        p.ndim == 4 for p in net.parameters())
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -153,7 +147,7 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
         raise GanforgeError("arch.num_classes = -1 (as many as the data has) is resolved when the data is "
                             "loaded: train through ganforge.train.loop.train or the CLI")
     G, D = spec.build(cfg.arch, cfg.data.resolution, channels)
-    fmt = torch.channels_last if cfg.train.channels_last and _uses_conv(D) else torch.contiguous_format
+    fmt = torch.channels_last if cfg.train.channels_last and uses_conv(D) else torch.contiguous_format
     G = G.to(device, memory_format=fmt)
     D = D.to(device, memory_format=fmt)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
