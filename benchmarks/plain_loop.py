@@ -119,3 +119,75 @@ class PlainProGAN:
         g_loss.backward()
         self.opt_G.step()
         return d_loss.detach(), g_loss.detach()
+
+
+class PlainStyleGAN2:
+    """A plain StyleGAN2 step on ganforge's networks (same builder, `arch`, seed: identical layers and initial
+    weights), written the way the popular PyTorch ports write their loop (rosinality/stylegan2-pytorch's
+    train.py): fp32, contiguous tensors, default `torch.optim.Adam` with the lazy-regularisation rescaling, the
+    modulated convolutions as one grouped convolution per layer in training too (`fused_modconv="always"`), no
+    requires_grad freezing.
+
+    D step: fresh z (style mixing with probability 0.9), fake = G(z).detach(), logistic loss on D(real), D(fake);
+    every 16 steps a separate R1 pass (gamma/2 * 16 * ||grad D(real)||^2).
+    G step: fresh z, a second G forward, non-saturating loss; every 4 steps a separate path-length pass on
+    half the batch (weight 2 * 4, running mean decay 0.01)."""
+
+    def __init__(self, arch, resolution: int, channels: int, batch: int, lr: float = 2e-3, r1_gamma: float = 10.0,
+                 seed: int = 0, device="cpu", fused: str = "always"):
+        import dataclasses
+
+        spec = get_model("stylegan2")
+        torch.manual_seed(seed)
+        G, D = spec.build(dataclasses.replace(arch, fused_modconv=fused), resolution, channels)
+        self.G, self.D, self.device = G.to(device), D.to(device), device
+        cd, cg = 16 / 17, 4 / 5
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr * cg, betas=(0.0, 0.99 ** cg))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr * cd, betas=(0.0, 0.99 ** cd))
+        self.batch, self.z_dim, self.gamma = batch, self.G.z_dim, r1_gamma
+        self.pl_mean = torch.zeros((), device=device)
+        self.i = 0
+
+    def _inputs(self, n: int) -> dict:
+        z = torch.randn(n, self.z_dim, device=self.device)
+        noise = [torch.randn(n, *s, device=self.device) for s in self.G.noise_shapes()]
+        out = {"z": z, "noise": noise}
+        if torch.rand(()) < 0.9:
+            out["z2"] = torch.randn(n, self.z_dim, device=self.device)
+            out["mix_cutoff"] = int(torch.randint(1, self.G.num_ws, ()))
+        return out
+
+    def step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        F = torch.nn.functional
+        # D
+        fake = self.G(**self._inputs(self.batch)).detach()
+        d_loss = F.softplus(-self.D(real)).mean() + F.softplus(self.D(fake)).mean()
+        self.opt_D.zero_grad()
+        d_loss.backward()
+        self.opt_D.step()
+        if self.i % 16 == 0:
+            x = real.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.D(x).sum(), x, create_graph=True)
+            r1 = g.square().flatten(1).sum(1).mean() * (self.gamma / 2 * 16)
+            self.opt_D.zero_grad()
+            r1.backward()
+            self.opt_D.step()
+        # G
+        g_loss = F.softplus(-self.D(self.G(**self._inputs(self.batch)))).mean()
+        self.opt_G.zero_grad()
+        g_loss.backward()
+        self.opt_G.step()
+        if self.i % 4 == 0:
+            inp = self._inputs(max(1, self.batch // 2))
+            ws = self.G.ws(inp["z"], inp.get("z2"), inp.get("mix_cutoff"))
+            img = self.G.synthesis(ws, inp["noise"])
+            y = torch.randn_like(img) / (img.shape[2] * img.shape[3]) ** 0.5
+            (g,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+            lengths = g.square().sum(2).mean(1).sqrt()
+            self.pl_mean = self.pl_mean.lerp(lengths.detach().mean(), 0.01)
+            pl = (lengths - self.pl_mean).square().mean() * (2.0 * 4)
+            self.opt_G.zero_grad()
+            pl.backward()
+            self.opt_G.step()
+        self.i += 1
+        return d_loss.detach(), g_loss.detach()

@@ -42,7 +42,7 @@ from ganforge.train.ema import EMA
 from ganforge.train.loop import build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plain_loop import PlainLoop, PlainProGAN  # noqa: E402
+from plain_loop import PlainLoop, PlainProGAN, PlainStyleGAN2  # noqa: E402
 from results_file import speed_entries, speed_key, update_results  # noqa: E402
 
 
@@ -57,11 +57,14 @@ def resolve(model: str, resolution: int, batch: int, device="cpu", sets=()):
 
 
 def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", cfg=None,
-                  alpha: float = 1.0):
+                  alpha: float = 1.0, fused: str = "always"):
     if growing(model):  # the same networks as ganforge's (its arch config), at the same stage
         r = cfg.recipe
         return PlainProGAN(model, cfg.arch, resolution, channels, batch, resolution, alpha, device=device,
                            gp_weight=r.gp_weight, gp_target=r.gp_target, drift=r.drift).step
+    if model == "stylegan2":  # the same networks, the popular ports' loop (benchmarks/plain_loop.py)
+        return PlainStyleGAN2(cfg.arch, resolution, channels, batch, lr=cfg.train.lr_d, r1_gamma=cfg.recipe.r1_gamma,
+                              device=device, fused=fused).step
     loop = PlainLoop(model, resolution, channels, batch, device=device)
     return loop.step
 
@@ -102,16 +105,18 @@ class _GlobalOnly:
         return False
 
 
-def count_flops(step, real) -> int:
+def count_flops(step, real, steps: int = 1) -> int:
     """FLOPs of one step as PyTorch's counter sees them (convolutions and matmuls, forward and every backward;
-    the ops of a double backward, create_graph=True, are dispatched like any other and counted)."""
+    the ops of a double backward, create_graph=True, are dispatched like any other and counted); averaged over
+    `steps` steps where lazy regularisation makes steps differ."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fc = FlopCounterMode(display=False)
     fc.mod_tracker = _GlobalOnly()
     with fc:
-        step(real)
-    return fc.get_total_flops()
+        for _ in range(steps):
+            step(real)
+    return fc.get_total_flops() // steps
 
 
 def peak_gflops() -> dict:
@@ -141,7 +146,10 @@ def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, s
     real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
     plain = plain_step_fn(model, resolution, channels, batch, device, cfg, alpha)
     ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets, alpha)
-    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device, cfg, alpha), real)
+    # stylegan2: PyTorch's counter counts a grouped convolution as if every group saw every channel; the
+    # plain step's work is counted with the other form of the modulated conv (the same arithmetic)
+    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device, cfg, alpha, fused="never"), real,
+                        16 if model == "stylegan2" else 1)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for fn in (plain, ours):  # warm-up: allocator, oneDNN primitive caches
         for _ in range(3):
@@ -192,7 +200,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
     ap.add_argument("--json", help="also merge the results into this file")
     args = ap.parse_args()
-    res = {"dcgan": 32, "gan": 28, "progan": 32}
+    res = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32}
     peak = peak_gflops()
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
@@ -201,9 +209,12 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         resolution = args.resolution or res[model]
-        channels = args.channels or (3 if growing(model) and resolution >= 64 else 1)
-        batch = args.batch_size or (0 if growing(model) else 64)
-        r = bench(model, resolution, channels, batch, args.blocks, args.steps, args.device, args.set, args.alpha)
+        style = model == "stylegan2"
+        channels = args.channels or (3 if (growing(model) or style) and resolution >= 64 else 1)
+        batch = args.batch_size or (0 if growing(model) or style else 64)
+        # whole lazy-regularisation cycles per timed block (R1 every 16 steps, path length every 4)
+        steps = -(-args.steps // 16) * 16 if style else args.steps
+        r = bench(model, resolution, channels, batch, args.blocks, steps, args.device, args.set, args.alpha)
         rows.append(r)
         stage = f" ({r['stage']})" if "stage" in r else ""
         print(f"{model:6s} {r['resolution']}px x{channels}{stage} batch {r['batch']}: plain {r['plain_img_s']:7.1f} "

@@ -21,6 +21,10 @@ TINY = {
     # by image 4000 and trains at 16px for the remaining 350 steps
     "progan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16},
                "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0}},
+    # widths 16, 16, 8 at 4, 8, 16px; 16-d z and w, a 2-layer mapping; the regularisers' intervals as the paper's
+    "stylegan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2},
+                 "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0, "start_resolution": 4, "batch_sizes": ""}},
+    "stylegan2": {"arch": {"channel_base": 128, "channel_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}},
 }
 
 

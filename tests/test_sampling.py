@@ -57,14 +57,30 @@ def test_interpolation_walks_through_every_seed(gen):
 
 
 def test_truncation_redraws_rather_than_clips(gen):
+    if gen.has_mapping:
+        pytest.skip("a mapping network's truncation is psi on w: test_truncation_of_a_mapping_model_is_psi")
     z = gen.latents(500, seed=0, truncation=0.5)
     assert z.abs().max() <= 0.5
     # BigGAN's trick redraws the values beyond the threshold; clipping them would pile ~62% onto +-0.5
     assert (z.abs() == 0.5).float().mean() < 0.01
     # and what stays is the normal law truncated: about uniform on [-0.5, 0.5] here (std 0.29 at most)
     assert 0.25 < z.std() < 0.29
-    with pytest.raises(GanforgeError):
+    with pytest.raises(GanforgeError, match="threshold"):
         gen.latents(4, truncation=0)
+
+
+def test_truncation_of_a_mapping_model_is_psi(gen):
+    if not gen.has_mapping:
+        pytest.skip("BigGAN's truncation of z: test_truncation_redraws_rather_than_clips")
+    # psi acts on w (w_avg + psi (w - w_avg), in G); z is drawn as ever, and any finite psi is allowed
+    # (the images: tests/test_style_tools.py)
+    for psi in (0.0, 0.5, 1.0, -0.7, 2.0):
+        inputs = gen.inputs(500, seed=0, truncation=psi)
+        assert inputs["psi"] == psi and torch.equal(inputs["z"], gen.latents(500, seed=0))
+    assert "psi" not in gen.inputs(2, seed=0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(GanforgeError, match="finite"):
+            gen.latents(4, truncation=bad)
 
 
 def test_latent_arithmetic_decodes_the_combined_mean(gen):

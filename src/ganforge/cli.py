@@ -35,6 +35,19 @@ def _nonneg_float(s: str) -> float:
     return v
 
 
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+TRUNCATION_HELP = ("less variety, more typical images. With a mapping network (stylegan, stylegan2): psi, toward "
+                   "the average w, w' = w_avg + psi (w - w_avg): 1 = none, 0 = the average image for every seed, any "
+                   "finite value. Other models: BigGAN's threshold T > 0, every z coordinate with |z| > T redrawn")
+MAPPING = "(models with a mapping network)"
+
+
 def _seeds(s: str) -> list[int]:
     try:
         return [int(x) for x in s.split(",") if x.strip()]
@@ -82,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=_positive_int, default=64)
     s.add_argument("--out", required=True, help="folder for PNGs, or a .npz file with --format npz")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--truncation", type=float)
+    s.add_argument("--truncation", type=float, metavar="PSI_OR_T", help=TRUNCATION_HELP)
     s.add_argument("--format", choices=("png", "npz"), default="png")
     s.add_argument("--grid", action="store_true", help="also write grid.png")
     s.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -94,10 +107,62 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="FILE.gif or FILE.png")
     i.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3])
     i.add_argument("--steps", type=_positive_int, default=8, help="images per segment")
-    i.add_argument("--method", choices=("slerp", "lerp"), default="slerp")
+    i.add_argument("--space", choices=("z", "w"),
+                   help="latent space to walk in: w (the intermediate latents; default for models with a mapping "
+                        "network) or z (the inputs; default, and the only one, for the others)")
+    i.add_argument("--method", choices=("slerp", "lerp"), help="default: slerp in z, lerp in w")
+    i.add_argument("--truncation", type=float, metavar="PSI_OR_T", help=TRUNCATION_HELP)
+    i.add_argument("--no-noise", action="store_true",
+                   help="models with noise inputs: none (default: the first seed's noise in every frame)")
     i.add_argument("--class", dest="cls", help="class index or name (class-conditional models; default: 0)")
     i.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     i.add_argument("--force", action="store_true")
+
+    tr = sub.add_parser("truncation", help=f"each seed's image as psi goes from 1 to 0 {MAPPING}")
+    tr.add_argument("run", metavar="RUN_OR_CKPT")
+    tr.add_argument("--out", required=True, help="FILE.png: rows are the seeds, columns the psis")
+    tr.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3])
+    tr.add_argument("--psis", type=_floats, default=[1.0, 0.75, 0.5, 0.25, 0.0],
+                    help="comma-separated psi values, one column each (default 1,0.75,0.5,0.25,0)")
+    tr.add_argument("--no-noise", action="store_true", help="no per-pixel noise (default: each seed's own)")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    tr.add_argument("--force", action="store_true")
+
+    m = sub.add_parser("mix", help=f"StyleGAN's style-mixing figure {MAPPING}")
+    m.add_argument("run", metavar="RUN_OR_CKPT")
+    m.add_argument("--out", required=True,
+                   help="FILE.png: column sources on top, row sources on the left; one band of rows per style "
+                        "group (coarse, middle, fine), each cell the row source with that group's styles taken "
+                        "from the column source")
+    m.add_argument("--row-seeds", type=_seeds, default=[0, 1, 2])
+    m.add_argument("--col-seeds", type=_seeds, default=[3, 4, 5, 6])
+    m.add_argument("--truncation", type=float, metavar="PSI", help="psi for every source (1: none)")
+    m.add_argument("--no-noise", action="store_true", help="no per-pixel noise (default: the row source's)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    m.add_argument("--force", action="store_true")
+
+    va = sub.add_parser("variation", help=f"one seed under many draws of the noise, and each pixel's std {MAPPING}")
+    va.add_argument("run", metavar="RUN_OR_CKPT")
+    va.add_argument("--out", required=True, help="FILE.png: the images, then the per-pixel std map (white: most)")
+    va.add_argument("--seed", type=int, default=0, help="the seed of the one w")
+    va.add_argument("--n", type=_positive_int, default=8, help="images to show")
+    va.add_argument("--draws", type=_positive_int, default=64, help="noise draws the std is taken over")
+    va.add_argument("--truncation", type=float, metavar="PSI", help="psi (1: none)")
+    va.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    va.add_argument("--force", action="store_true")
+
+    pr = sub.add_parser("project", help=f"find the latent w that reproduces a real image {MAPPING}")
+    pr.add_argument("run", metavar="RUN_OR_CKPT")
+    pr.add_argument("--image", required=True, help="the image (any size and mode; resized like the training data)")
+    pr.add_argument("--out", required=True,
+                    help="folder for reconstruction.png (target | reconstruction), latent.safetensors (w and the "
+                         "noise maps) and progress.gif")
+    pr.add_argument("--steps", type=_positive_int, default=250, help="optimisation steps (NVlabs: 1000)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--fixed-noise", action="store_true", help="optimise w only, not the noise maps")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    pr.add_argument("--force", action="store_true", help="write into a non-empty --out (replacing only those files)")
+    pr.add_argument("--quiet", action="store_true", help="no progress lines")
 
     v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON)")
     v.add_argument("run", metavar="RUN_OR_CKPT", nargs="?", help="a model to sample (or give --fake)")
@@ -242,7 +307,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
-    from .sampling import interpolation_latents, load
+    from .sampling import interpolate, load
     from .viz import make_grid, save_gif, save_grid
 
     out = Path(args.out)
@@ -255,12 +320,92 @@ def cmd_interpolate(args) -> None:
         labels = args.cls if args.cls is not None else 0
     elif args.cls is not None:
         gen.class_index(args.cls)  # the clear error: this model takes no class
-    images = gen.generate(interpolation_latents(gen, args.seeds, args.steps, args.method), labels=labels)
+    images = interpolate(gen, args.seeds, args.steps, args.method, args.space, args.truncation, labels,
+                         noise=not args.no_noise)
     if out.suffix.lower() == ".png":
         save_grid(images, out, nrow=args.steps)
     else:
         save_gif([make_grid(x[None], nrow=1, padding=0) for x in images], out)
-    print(f"interpolation of seeds {','.join(map(str, args.seeds))} -> {out}")
+    space = args.space or ("w" if gen.has_mapping else "z")
+    print(f"interpolation of seeds {','.join(map(str, args.seeds))} in {space} -> {out}")
+
+
+def _png_out(args) -> Path:
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise GanforgeError(f"--out must end in .png, got {out}")
+    _check_free([out], args.force)
+    return out
+
+
+def _style_model(args, tool: str):
+    from .sampling import load
+
+    gen = load(args.run, device=args.device)
+    gen.require_mapping(tool)
+    return gen
+
+
+def cmd_truncation(args) -> None:
+    from .style_tools import truncation_strip
+
+    out = _png_out(args)
+    gen = _style_model(args, "the truncation strip")
+    truncation_strip(gen, args.seeds, args.psis, noise=not args.no_noise).save(out)
+    print(f"truncation strip of seeds {','.join(map(str, args.seeds))} (rows) at psi "
+          f"{','.join(f'{p:g}' for p in args.psis)} (columns) -> {out}")
+
+
+def cmd_mix(args) -> None:
+    from .style_tools import style_mix
+
+    out = _png_out(args)
+    gen = _style_model(args, "style mixing")
+    fig = style_mix(gen, args.row_seeds, args.col_seeds, args.truncation, noise=not args.no_noise)
+    fig.save(out)
+    print(f"style mixing -> {out}")
+    print(f"  top row: column sources, seeds {','.join(map(str, args.col_seeds))}; left column: row sources")
+    k = len(args.row_seeds)
+    for b, band in enumerate(fig.meta["bands"]):
+        where = f"rows {2 + b * k}-{1 + (b + 1) * k}" if k > 1 else f"row {2 + b}"
+        print(f"  {where}: seeds {','.join(map(str, args.row_seeds))} with the {band} styles of each column's "
+              f"source")
+
+
+def cmd_variation(args) -> None:
+    from .style_tools import stochastic_variation
+
+    out = _png_out(args)
+    gen = _style_model(args, "stochastic variation")
+    fig = stochastic_variation(gen, args.seed, args.n, args.draws, args.truncation)
+    fig.save(out)
+    peak = fig.meta["max_std"]
+    print(f"{args.n} noise draws of seed {args.seed}, then the per-pixel std over {fig.meta['draws']} draws "
+          f"(white = {peak:.3g}) -> {out}")
+    if peak == 0:
+        print("  the noise changes nothing: this model's noise strengths are zero (untrained?)")
+
+
+def cmd_project(args) -> None:
+    from .style_tools import check_out_dir, project, read_target, save_projection
+
+    out = check_out_dir(args.out, args.force)
+    gen = _style_model(args, "projection")
+    target = read_target(gen, args.image)
+    every = max(1, args.steps // 10)
+
+    def report(step: int, loss: float) -> None:
+        if not args.quiet and (step % every == 0 or step == args.steps):
+            print(f"  step {step:5d}/{args.steps}  distance {loss:.4f}", flush=True)
+
+    start = time.time()
+    proj = project(gen, target, steps=args.steps, seed=args.seed, optimize_noise=not args.fixed_noise,
+                   callback=report)
+    paths = save_projection(gen, proj, out, force=args.force, image_path=args.image)
+    print(f"projected {args.image} in {args.steps} steps ({time.time() - start:.0f}s): distance "
+          f"{proj.initial_loss:.4f} -> {proj.final_loss:.4f} ({proj.loss_kind})")
+    for p in paths.values():
+        print(f"  {p}")
 
 
 def cmd_eval(args) -> None:
@@ -303,7 +448,8 @@ def cmd_export(args) -> None:
 
 
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
-         "interpolate": cmd_interpolate, "eval": cmd_eval, "export": cmd_export}
+         "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
+         "project": cmd_project, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

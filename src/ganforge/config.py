@@ -231,10 +231,9 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
         applied = {sec: vals for sec, vals in applied.items() if vals}
         if applied:
             merged = merge(applied, merged)
-            paper = new_config(model)
-            for sec, vals in applied.items():
+            for sec, vals in applied.items():  # cfg holds the paper's values (the family's defaults) here
                 for k, v in vals.items():
-                    notes.append(f"{sec}.{k}={v} (paper: {getattr(getattr(paper, sec), k, '?')})")
+                    notes.append(f"{sec}.{k}={v} (paper: {getattr(getattr(cfg, sec), k, '?')})")
     if "model" in merged and merged["model"] != model:
         raise GanforgeError(f"config says model {merged['model']!r} but {model!r} was asked for")
     merged.pop("model", None)

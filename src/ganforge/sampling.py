@@ -5,6 +5,8 @@ the Python API and (later) the web page all go through here.
 """
 from __future__ import annotations
 
+import functools
+import math
 from pathlib import Path
 
 import torch
@@ -21,11 +23,16 @@ class Generator:
     Every random input G takes (z, labels, per-pixel noise) comes from the recipe's `inputs`, drawn from one
     seeded generator: the same seed gives the same image. What the model can do (`conditional`,
     `has_mapping`, `translates`) is read from the network, never from the family's name.
+
+    Models with a mapping network (`has_mapping`: StyleGAN, StyleGAN2) also work in W, the intermediate latent
+    space: `ws(...)` maps z to the per-layer styles and `synthesize(ws, noise)` draws them; the style tools
+    (ganforge.style_tools) and W-space interpolation are built on these two.
     """
 
     def __init__(self, net: torch.nn.Module, recipe, cfg, channels: int, source: Path, step: int | None,
-                 classes: tuple[str, ...] = ()):
+                 classes: tuple[str, ...] = (), origin: str | Path | None = None):
         self.net, self.recipe, self.cfg, self.channels, self.source, self.step = net, recipe, cfg, channels, source, step
+        self.origin = Path(origin) if origin is not None else source  # what the user named (a run, a file)
         self.z_dim: int = getattr(net, "z_dim", 0)  # 0: no latent (an image-to-image translator)
         self.resolution: int = cfg.data.resolution
         self.capabilities = capabilities(net)
@@ -36,6 +43,17 @@ class Generator:
     @property
     def conditional(self) -> bool:
         return self.capabilities["conditional"]
+
+    @property
+    def has_mapping(self) -> bool:
+        """Whether G maps z to an intermediate latent w first (StyleGAN's mapping network)."""
+        return self.capabilities["has_mapping"]
+
+    def require_mapping(self, tool: str) -> None:
+        """A clear error where a W-space tool is asked of a model without a mapping network."""
+        if not self.has_mapping:
+            raise GanforgeError(f"{tool} needs a model with a mapping network ({', '.join(mapping_models())}); "
+                                f"{self.origin} is a {self.cfg.model}")
 
     @property
     def device(self) -> torch.device:
@@ -78,13 +96,23 @@ class Generator:
 
     def inputs(self, n: int, seed: int | None = 0, truncation: float | None = None,
                labels: int | str | list | torch.Tensor | None = None) -> dict:
-        """Everything G takes for n samples, from one seed. `truncation` T resamples every coordinate of z with
-        |z| > T (BigGAN's truncation trick): less variety, more typical images. `labels`: one class (index or
-        name) for all, or one per sample; a conditional model draws them uniformly when none are given."""
+        """Everything G takes for n samples, from one seed. `labels`: one class (index or name) for all, or one
+        per sample; a conditional model draws them uniformly when none are given.
+
+        `truncation` trades variety for typical images, in the way the model allows:
+        - with a mapping network (StyleGAN, StyleGAN2) it is psi, toward the tracked average w:
+          w' = w_avg + psi (w - w_avg); 1 is no truncation, 0 gives every z the average image, any finite
+          value is allowed (negative ones give the "anti-faces" of StyleGAN's figure 8); z itself is untouched;
+        - otherwise it is BigGAN's threshold T > 0 on z: every coordinate with |z| > T is redrawn."""
         if n < 1:
             raise GanforgeError(f"need at least one sample, got n={n}")
-        if truncation is not None and not truncation > 0:
-            raise GanforgeError(f"truncation must be > 0, got {truncation}")
+        if truncation is not None:
+            if self.has_mapping and not math.isfinite(truncation):
+                raise GanforgeError(f"truncation psi must be a finite number (1: none, 0: the average w), got "
+                                    f"{truncation}")
+            if not self.has_mapping and not truncation > 0:
+                raise GanforgeError(f"truncation (for a {self.cfg.model}: BigGAN's threshold on |z|) must be > 0, "
+                                    f"got {truncation}")
         if labels is not None:
             items = labels.tolist() if torch.is_tensor(labels) else labels
             items = items if isinstance(items, (list, tuple)) else [items]
@@ -92,6 +120,13 @@ class Generator:
                 raise GanforgeError(f"give one label or one per sample ({n}), got {len(items)}")
             labels = torch.tensor([self.class_index(c) for c in items], dtype=torch.int64)
         return self.recipe.inputs(n, self._generator(seed), labels=labels, truncation=truncation)
+
+    def inputs_for_seeds(self, seeds: list[int], truncation: float | None = None, labels=None) -> dict:
+        """G's inputs for one sample per seed, each exactly `inputs(1, seed, ...)`: a seed's image is the same
+        whatever other seeds come with it (the tools' grids show the seeds' own samples)."""
+        if not seeds:
+            raise GanforgeError("give at least one seed")
+        return _cat_inputs([self.inputs(1, s, truncation, labels) for s in seeds])
 
     def latents(self, n: int, seed: int | None = 0, truncation: float | None = None) -> torch.Tensor:
         """n latent vectors z [n, z_dim] from N(0, I), the same as `inputs(...)["z"]` for that seed."""
@@ -116,6 +151,81 @@ class Generator:
 
     def sample(self, n: int, seed: int | None = 0, truncation: float | None = None, labels=None) -> torch.Tensor:
         return self.generate(self.inputs(n, seed, truncation, labels))
+
+    # -- W space (models with a mapping network)
+
+    @torch.no_grad()
+    def ws(self, inputs: dict | torch.Tensor, truncation: float | None = None,
+           batch_size: int = 1024) -> torch.Tensor:
+        """Latents z [N, z_dim] (or G's inputs from `inputs`) -> the per-layer styles' w [N, num_ws, w_dim]
+        (float32, on the CPU), truncated by psi = `truncation` (else the inputs' own psi, if any)."""
+        self.require_mapping("W space")
+        z = inputs if torch.is_tensor(inputs) else inputs["z"]
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise GanforgeError(f"latents must have shape [N, {self.z_dim}], got {list(z.shape)}")
+        psi = truncation if truncation is not None or torch.is_tensor(inputs) else inputs.get("psi")
+        if psi is not None and not math.isfinite(psi):
+            raise GanforgeError(f"truncation psi must be a finite number, got {psi}")
+        return torch.cat([self.net.ws(part.to(self.device), psi=psi).float().cpu() for part in z.split(batch_size)])
+
+    @torch.no_grad()
+    def synthesize(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None,
+                   batch_size: int = 256) -> torch.Tensor:
+        """Styles ws [N, num_ws, w_dim] (or one w [N, w_dim] for every layer) -> images [N, C, H, W] in [-1, 1]
+        at the run's resolution (float32, on the CPU), as `generate` makes them.
+
+        `noise`: one tensor [N or 1, 1, R, R] per noise input (`inputs(...)["noise"]`; a batch of 1 is used for
+        every image), or None for no noise at all (deterministic images)."""
+        self.require_mapping("synthesis from W")
+        G = self.net
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, G.num_ws, -1)
+        if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+            raise GanforgeError(f"ws must have shape [N, {G.num_ws}, {G.w_dim}] (or [N, {G.w_dim}]), got "
+                                f"{list(ws.shape)}")
+        n = len(ws)
+        if noise is not None:
+            shapes = G.noise_shapes()
+            if len(noise) != len(shapes):
+                raise GanforgeError(f"noise must hold {len(shapes)} tensors (one per noise input), got {len(noise)}")
+            noise = [t.expand(n, *s) if len(t) == 1 else t for t, s in zip(noise, shapes)]
+        out = []
+        for start in range(0, n, batch_size):
+            part_noise = None if noise is None else [t[start: start + batch_size].to(self.device) for t in noise]
+            img = G.synthesis(ws[start: start + batch_size].to(self.device), part_noise)
+            out.append(full_size(img.clamp(-1, 1).float().cpu(), self.resolution))  # clamped as G's eval forward
+        return torch.cat(out)
+
+
+def _cat_inputs(parts: list[dict]) -> dict:
+    """Inputs dicts of the same keys -> one, sample by sample (tensors and lists of per-sample tensors)."""
+    out = {}
+    for k, v in parts[0].items():
+        if torch.is_tensor(v) and v.ndim > 0:
+            out[k] = torch.cat([p[k] for p in parts])
+        elif isinstance(v, (list, tuple)) and v and torch.is_tensor(v[0]):
+            out[k] = [torch.cat(ts) for ts in zip(*(p[k] for p in parts))]
+        else:
+            out[k] = v
+    return out
+
+
+@functools.cache
+def mapping_models() -> tuple[str, ...]:
+    """The registered families whose generator has a mapping network, found by building each one on the meta
+    device (no memory, no time) and reading its capabilities: a new family is listed the moment it has one."""
+    from .registry import list_models
+
+    def has_mapping(name: str) -> bool:
+        spec = get_model(name)
+        try:
+            with torch.device("meta"):
+                G, _ = spec.build(spec.config_cls(), 64, 3)
+        except Exception:  # noqa: BLE001 (a family that cannot build this way is simply not listed)
+            return False
+        return capabilities(G)["has_mapping"]
+
+    return tuple(name for name in list_models() if has_mapping(name))
 
 
 def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = True) -> Generator:
@@ -150,7 +260,8 @@ def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = 
     if cfg.train.channels_last and uses_conv(G):  # the layout it trained in: the same samples, to the bit
         G.to(memory_format=torch.channels_last)
     recipe = RECIPES[spec.recipe](G, None, cfg)
-    return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()))
+    return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()),
+                     origin=path)
 
 
 def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
@@ -186,26 +297,77 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    t = t.view(-1, 1)
-    return a + (b - a) * t
+    """The straight line; torch.lerp gives both ends exactly (a + (b - a) t can miss b by a rounding)."""
+    return torch.lerp(a, b, t.view(-1, 1).to(a.dtype))
 
 
-def interpolation_latents(gen: Generator, seeds: list[int], steps: int, method: str = "slerp") -> torch.Tensor:
-    """Latents walking through the seeds' latents in order, `steps` per segment: [(len(seeds)-1)*steps+1, z]."""
+INTERPOLATIONS = {"slerp": slerp, "lerp": lerp}
+
+
+def _walk(ends: list[torch.Tensor], steps: int, method: str) -> torch.Tensor:
+    """Points through `ends` in order, `steps` per segment, segments sharing their ends: [(k-1)*steps+1, ...]."""
+    fn = INTERPOLATIONS.get(method)
+    if fn is None:
+        raise GanforgeError(f"unknown interpolation {method!r}; use slerp or lerp")
+    shape = ends[0].shape
+    flat = [e.reshape(1, -1) for e in ends]
+    t = torch.linspace(0, 1, steps)
+    parts = []
+    for i, (a, b) in enumerate(zip(flat[:-1], flat[1:])):
+        seg = fn(a.expand(steps, -1), b.expand(steps, -1), t)
+        parts.append(seg if i == 0 else seg[1:])
+    return torch.cat(parts).reshape(-1, *shape)
+
+
+def _check_walk(seeds: list[int], steps: int) -> None:
     if len(seeds) < 2:
         raise GanforgeError(f"interpolation needs at least two seeds, got {seeds}")
     if steps < 2:
         raise GanforgeError(f"interpolation needs --steps >= 2, got {steps}")
-    fn = {"slerp": slerp, "lerp": lerp}.get(method)
-    if fn is None:
-        raise GanforgeError(f"unknown interpolation {method!r}; use slerp or lerp")
-    ends = [gen.latents(1, seed=s)[0] for s in seeds]
-    t = torch.linspace(0, 1, steps)
-    parts = []
-    for i, (a, b) in enumerate(zip(ends[:-1], ends[1:])):
-        seg = fn(a[None].expand(steps, -1), b[None].expand(steps, -1), t)
-        parts.append(seg if i == 0 else seg[1:])
-    return torch.cat(parts)
+
+
+def interpolation_latents(gen: Generator, seeds: list[int], steps: int, method: str = "slerp",
+                          truncation: float | None = None) -> torch.Tensor:
+    """Latents walking through the seeds' latents in order, `steps` per segment: [(len(seeds)-1)*steps+1, z].
+    `truncation` as in `Generator.inputs` (for a mapping model, psi does not touch z: see `interpolate`)."""
+    _check_walk(seeds, steps)
+    return _walk([gen.latents(1, seed=s, truncation=truncation)[0] for s in seeds], steps, method)
+
+
+def interpolation_ws(gen: Generator, seeds: list[int], steps: int, method: str = "lerp",
+                     truncation: float | None = None) -> torch.Tensor:
+    """Styles walking through the seeds' w in order (W space; StyleGAN section 4 finds it less entangled than
+    Z, so a straight line in it changes the image more evenly): [(len(seeds)-1)*steps+1, num_ws, w_dim].
+    Linear by default, as the paper's perceptual path length in W; `truncation` is psi."""
+    gen.require_mapping("interpolation in W (--space w)")
+    _check_walk(seeds, steps)
+    ends = gen.ws(gen.inputs_for_seeds(seeds, truncation))
+    return _walk(list(ends), steps, method)
+
+
+def interpolate(gen: Generator, seeds: list[int], steps: int, method: str | None = None, space: str | None = None,
+                truncation: float | None = None, labels=None, noise: bool = True) -> torch.Tensor:
+    """The images of a walk through the seeds' latents: [(len(seeds)-1)*steps+1, C, H, W] in [-1, 1].
+
+    `space`: "z" (the input latents) or "w" (a mapping model's intermediate latents; its default there, "z"
+    elsewhere). `method`: slerp or lerp (default: slerp in z, whose Gaussian latents live near a sphere; lerp
+    in w). For a model with per-pixel noise, every frame takes the first seed's noise (or none with
+    `noise=False`), so the walk changes only with the latent and the first frame is that seed's sample.
+    """
+    space = space or ("w" if gen.has_mapping else "z")
+    if space not in ("z", "w"):
+        raise GanforgeError(f"unknown latent space {space!r}; use z or w")
+    method = method or ("slerp" if space == "z" else "lerp")
+    if space == "z" and not gen.has_mapping:
+        return gen.generate(interpolation_latents(gen, seeds, steps, method, truncation), labels=labels)
+    if labels is not None:
+        gen.class_index(labels)  # the clear error: the style models take no class
+    if space == "w":
+        ws = interpolation_ws(gen, seeds, steps, method, truncation)
+    else:
+        ws = gen.ws(interpolation_latents(gen, seeds, steps, method), truncation=truncation)
+    fixed = gen.inputs(1, seeds[0])["noise"] if noise else None
+    return gen.synthesize(ws, fixed)
 
 
 def latent_arithmetic(gen: Generator, groups: list[torch.Tensor], weights: list[float]) -> torch.Tensor:

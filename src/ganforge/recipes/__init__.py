@@ -9,8 +9,10 @@ needs beyond "D step, G step" goes through the recipe (docs/design.md, "The five
   fixes every random input; training, progress grids, evaluation, `ganforge.load` and the CLI all call it;
 - `schedule(nimg)`: resolution, batch size and fade-in alpha by images shown (the loop counts them);
 - `phases` and `losses(phase, ctx)`: the losses of each phase, which the loop back-propagates and steps;
-- `state_dict()` / `load_state_dict()`: what the recipe learns as it goes (ADA's p, a growth phase...),
-  saved in every checkpoint.
+- `state_dict()` / `load_state_dict()`: what the recipe learns as it goes (ADA's p, a path-length mean...),
+  saved in every checkpoint;
+- optionally `opt_scale` {"G": c, "D": c}: Adam's lr times c and betas to the power c for that network (lazy
+  regularisation, StyleGAN2 section 3.1).
 """
 from __future__ import annotations
 
@@ -98,5 +100,7 @@ def to_device(inputs: dict, device) -> dict:
 
 from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402,F401 (the public names)
 from .progressive import Progressive, ProgressiveConfig  # noqa: E402,F401
+from .style import StyleGAN2Recipe, StyleGANRecipe  # noqa: E402,F401
 
-RECIPES = {"unconditional": Unconditional, "progressive": Progressive}
+RECIPES = {"unconditional": Unconditional, "progressive": Progressive, "stylegan": StyleGANRecipe,
+           "stylegan2": StyleGAN2Recipe}

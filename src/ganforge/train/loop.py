@@ -69,9 +69,10 @@ class Setup:
         for net in nets:
             net.set_growth(schedule.resolution, schedule.alpha)
         t = self.cfg.train
+        scale = getattr(self.recipe, "opt_scale", {})
         for name, lr in (("G", schedule.lr or t.lr_g), ("D", schedule.lr or t.lr_d)):
             for group in self.opt[name].param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * scale.get(name, 1.0)
 
     def train_step(self, batch: dict, inputs: dict, step: int = 0, schedule=None) -> dict[str, torch.Tensor]:
         """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
@@ -107,14 +108,16 @@ class Setup:
         return self.G_ema if self.G_ema is not None else self.G
 
 
-def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device):
+def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device, scale: float = 1.0):
+    """`scale` c: lr * c and Adam's betas ** c (lazy regularisation's rescaling, StyleGAN2 section 3.1)."""
     t = cfg.train
     if t.optimizer == "adam":
+        lr, betas = lr * scale, tuple(b ** scale for b in t.betas)
         # The fused kernel updates all parameters in one pass (CPU and CUDA); fall back where it is missing.
         try:
-            return torch.optim.Adam(params, lr=lr, betas=t.betas, fused=True)
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
         except (RuntimeError, TypeError):
-            return torch.optim.Adam(params, lr=lr, betas=t.betas, foreach=True)
+            return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
     return torch.optim.SGD(params, lr=lr, momentum=t.betas[0], foreach=True)
 
 
@@ -151,9 +154,10 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
     G = G.to(device, memory_format=fmt)
     D = D.to(device, memory_format=fmt)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
-    opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device),
-           "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device)}
     recipe = RECIPES[spec.recipe](G, D, cfg)
+    scale = getattr(recipe, "opt_scale", {})
+    opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device, scale.get("G", 1.0)),
+           "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device, scale.get("D", 1.0))}
     return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt)
 
 
