@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench bench-quality bench-small bench-progan data env clean-env
+.PHONY: demo test test-slow bench bench-quality bench-small bench-progan bench-style data env clean-env
 
 env: $(STAMP)
 
@@ -40,12 +40,15 @@ test-slow: data
 	$(BIN)/python -m pytest -q -m slow
 
 # each run merges its rows into docs/results/speed.json; progan at 32px (1 channel, Fashion-MNIST-like) and 64px
-# (3 channels, emoji-like), stable stage, and the middle of the 64px fade-in
+# (3 channels, emoji-like), stable stage, and the middle of the 64px fade-in; stylegan2 at 32px and 64px against the
+# popular ports' loop
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 32 --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --alpha 0.5 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 32 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 64 --json docs/results/speed.json
 	$(BIN)/python benchmarks/report.py
 
 # 20+ minutes: ganforge and the plain loop, 10 minutes each on real Fashion-MNIST, plus the real-data floor
@@ -57,6 +60,11 @@ bench-quality: data
 # and on a folder of transformed emoji (15 minutes)
 bench-progan: data
 	PY=$(BIN)/python bash benchmarks/progan_quality.sh
+
+# about 55 minutes: stylegan2 and stylegan side by side on emoji at 64px (30 minutes), then each on Fashion-MNIST
+# at 32px (10 minutes)
+bench-style: data
+	PY=$(BIN)/python bash benchmarks/style_quality.sh
 
 # about 45 minutes: DCGAN on Fashion-MNIST class subsets of 5,000, 1,000 and 500 images, with and without
 # augmentation (docs/benchmarks.md, "Small data")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def speed_section() -> list[str]:
                       "fresh latents and a second G forward for G's step, no freezing); ganforge's step is its own "
                       "(bf16 autocast with the gradient penalty in fp32, one G forward per step, D frozen in G's "
                       "phase)." + (" Widths: " + "; ".join(archs) + "." if archs else "")]
+    if any(r["model"] == "stylegan2" for r in rows):
+        lines += ["", "stylegan2 rows: both sides train the same networks (ganforge's builder, same initial weights, "
+                      "the CPU preset's widths, 128-d z and w, batch 16), timed over whole lazy-regularisation cycles "
+                      "(16 steps: one R1 step, four path-length steps). The plain loop is written the way the popular "
+                      "PyTorch ports write theirs (rosinality/stylegan2-pytorch's train.py): fp32, default Adam with "
+                      "the lazy rescaling, every modulated convolution as one grouped convolution over the batch, "
+                      "fresh latents and a second G forward for G's step, separate R1 and path-length passes. "
+                      "ganforge's step: bf16 autocast with both penalties in fp32, the modulated convolutions in "
+                      "their other exact form (activations scaled, one ordinary convolution, outputs demodulated: "
+                      "NVlabs' choice for training, and 5x faster than the grouped form on this CPU), one G forward "
+                      "for the D and G phases, D frozen in G's. GFLOP/step is counted on the plain step with the "
+                      "ordinary-convolution form (PyTorch's counter overcounts grouped convolutions), averaged over "
+                      "the 16-step cycle."]
     return lines
 
 
@@ -83,7 +97,7 @@ def quality_section() -> list[str]:
         "| run | threads | steps | FID | KID (x1e3) | precision | recall | classes covered | class entropy |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    order = ["floor", "dcgan", "plain", "gan", "progan"]
+    order = ["floor", "dcgan", "plain", "gan", "progan", "stylegan", "stylegan2"]
     for _, e in sorted(data.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         lines.append(f"| {e['what']}{' (' + e['note'] + ')' if e.get('note') else ''} | {e.get('threads', 2)} | "
                      f"{e.get('steps', '-')} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
@@ -94,7 +108,7 @@ def quality_section() -> list[str]:
                       f"**{data['dcgan']['fid'] / data['plain']['fid']:.2f}x** (target <= 0.6x)."]
     if "progan" in data:
         lines += ["", "The progan row is `benchmarks/progan_quality.sh` (`make bench-progan`): 32px, the CPU preset, "
-                      "10 minutes; \"Progressive GAN\" below says why it trails dcgan at this budget."]
+                      "10 minutes; the emoji section below says why it trails dcgan at this budget."]
     return lines
 
 
@@ -105,11 +119,12 @@ def progan_section() -> list[str]:
     everything = json.loads(path.read_text()) if path.exists() else {}
     data = {k: v for k, v in everything.items() if "@" in k}
     if not data:
-        return ["No results yet: run `make bench-progan`."]
+        return ["No results yet: run `make bench-progan` and `make bench-style`."]
     lines = [
-        "Command: `make bench-progan` (`benchmarks/progan_quality.sh`). The two emoji runs ran side by side, one "
-        "thread each (`OMP_NUM_THREADS=1`), so both had the same machine under the same load; the folder run and "
-        "the Fashion-MNIST run had the machine to themselves (2 threads). Data without a test split is measured "
+        "Commands: `make bench-progan` (`benchmarks/progan_quality.sh`: progan and dcgan) and `make bench-style` "
+        "(`benchmarks/style_quality.sh`: stylegan2 and stylegan). The emoji runs ran side by side in pairs, one "
+        "thread each (`OMP_NUM_THREADS=1`), so every emoji row had the same budget under the same load; the folder "
+        "run and the Fashion-MNIST runs had the machine to themselves (2 threads). Data without a test split is measured "
         "against its own training images (all of them), with the `emoji-classifier` features (128-d penultimate "
         "layer; 9 Unicode groups, held-out accuracy in \"Feature extractors\"). Groups covered: predicted groups "
         "holding at least 1% of the samples (9 is all).",
@@ -128,8 +143,7 @@ def progan_section() -> list[str]:
                      f"{nimg} | {stage} | {params} | {e['fid']:.3f} | {1000 * e['kid']:.2f} +- "
                      f"{1000 * e['kid_std']:.2f} | {e['precision']:.3f} | {e['recall']:.3f} | "
                      f"{e.get('classes_covered', '-')} | {entropy} |")
-    speeds = {k: e["img_per_s_by_stage"] for k, e in everything.items()
-              if k.startswith("progan") and e.get("img_per_s_by_stage")}
+    speeds = {k: e["img_per_s_by_stage"] for k, e in everything.items() if e.get("img_per_s_by_stage")}
     if speeds:
         stages = sorted({s for v in speeds.values() for s in v}, key=lambda s: (int(s.split()[0]), s))
         lines += ["", "Images per second at each stage (median of the logged intervals; the CPU preset's batch 16):",
@@ -163,6 +177,44 @@ def progan_section() -> list[str]:
                       "(measured: growing took about 4 of the 10 minutes); emoji and the folder of transformed emoji "
                       "(`scripts/make_emoji_variants.py`: the font's emoji at 55-85% size, rotated up to 30 degrees, "
                       "on pastel backgrounds, as JPEGs in a flat folder) were not used to choose anything."]
+    lines += style_paragraphs(everything)
+    return lines
+
+
+def style_paragraphs(everything: dict) -> list[str]:
+    """Why the style-based models trail dcgan on Fashion-MNIST at 10 minutes, from the rows and the speed table;
+    how their CPU preset was chosen."""
+    from results_file import speed_entries
+
+    lines = []
+    speed_path = RESULTS / "speed.json"
+    speed = list(speed_entries(json.loads(speed_path.read_text())).values()) if speed_path.exists() else []
+    per_img = {r["model"]: r["gflop_per_step_plain"] / r["batch"] for r in speed
+               if r["resolution"] == 32 and r.get("stage") in (None, "stable")}
+    d = everything.get("dcgan")
+    for m in ("stylegan2", "stylegan"):
+        e = everything.get(m)
+        if not e or not d or not e.get("nimg"):
+            continue
+        d_img = d["steps"] * 64
+        minutes = re.search(r"([0-9.]+) minutes", e["what"])
+        if not minutes:
+            continue
+        rate = e["nimg"] / (float(minutes.group(1)) * 60)
+        work = (f" (a {m} step does {per_img[m] / per_img['dcgan']:.0f} times dcgan's work per image: "
+                f"{per_img[m]:.2f} against {per_img['dcgan']:.2f} GFLOP in the speed table)"
+                if m in per_img and "dcgan" in per_img else "")
+        lines += ["", f"**Why {m} trails dcgan on Fashion-MNIST at 10 minutes** (FID {e['fid']:.1f} against "
+                      f"{d['fid']:.1f}): it showed {e['nimg']:,} images to dcgan's {d_img:,}{work}. At its "
+                      f"{rate:.0f} images a second, showing dcgan's {d_img // 1000}k would take about "
+                      f"{d_img / rate / 60:.0f} minutes; whether it then wins is not measured (the papers train "
+                      f"on millions of images)."]
+    if any(k.startswith("stylegan2 tuning") for k in everything):
+        lines += ["", "stylegan2's CPU preset changes only sizes (Progressive GAN's CPU widths, 128-d z and w, batch "
+                      "16); its R1 weight stays the paper's gamma = 10. That was chosen on Fashion-MNIST (the two "
+                      "\"tuning\" rows, side by side, 10 minutes: gamma 10 against NVlabs' small-resolution "
+                      "heuristic 0.0002 R^2 / batch = 0.05) and confirmed, unchanged, on emoji, which was not used "
+                      "to choose anything. stylegan (v1) uses the same sizes and the paper's gamma, untuned."]
     return lines
 
 
@@ -229,7 +281,7 @@ def main() -> None:
            "comes from the command named with it, on the 2-core CPU these pages were made on.", "",
            "## Training speed: ganforge's step against a plain PyTorch loop", "", *speed_section(), "",
            "## Quality at a budget: Fashion-MNIST", "", *quality_section(), "",
-           "## Progressive GAN: emoji and a folder of your own", "", *progan_section(), "",
+           "## Emoji and a folder of your own: Progressive GAN, StyleGAN, StyleGAN2", "", *progan_section(), "",
            "## Small data: augmenting what D sees", "", *augment_section(), "",
            "## Feature extractors", "", "Accuracy on the dataset's test split (emoji, which has none: on its "
            "held-out 15% per Unicode group, a fixed hash split the training never sees), read from the shipped "

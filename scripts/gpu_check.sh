@@ -32,3 +32,14 @@ for (res, fading), v in sorted(by.items()):
           f"over {len(v)} log intervals")
 PY
 cp /tmp/g2/samples/progress.gif "$OUT/gpu-progan-progress.gif" 2>/dev/null
+echo "== 5. stylegan2 at 128px, batch 32, bf16, the paper's config-F widths (512 channels up to 64px):"
+echo "      seconds per 1000 images (sec/kimg) of ganforge's step against the plain ports' loop (fp32, grouped"
+echo "      modulated convs); NVlabs' anchor: 12.8-13.7 sec/kimg on one V100 at 128px"
+timeout 200 python3 benchmarks/train_speed.py --device cuda --models stylegan2 --resolution 128 --channels 3 \
+  --batch-size 32 --blocks 3 --steps 16 --set arch.channel_base=32768 --set arch.channel_max=512 \
+  --json "$OUT/speed-stylegan2.json" && python3 - "$OUT/speed-stylegan2.json" <<'PY'
+import json, sys
+for key, r in json.load(open(sys.argv[1])).items():
+    if "stylegan2" in key:
+        print(f"{key}: ganforge {1000 / r['ganforge_img_s']:.2f} sec/kimg, plain {1000 / r['plain_img_s']:.2f} sec/kimg")
+PY

@@ -323,3 +323,23 @@ def test_bad_style_recipe_values_are_clear_errors(key, value, match):
 
     with pytest.raises(GanforgeError, match=match):
         C.resolve("stylegan2", tiny_layers("stylegan2") + [{"recipe": {key: value}}])
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+def test_resume_restores_the_w_average_and_the_path_length_mean_exactly(fake_fashion, tmp_path):
+    from ganforge.train.checkpoint import list_checkpoints, read_header, read_tensors
+    from ganforge.train.loop import train
+
+    layers = lambda steps: tiny_layers("stylegan2", steps=steps, checkpoint_every=3, sample_every=0)  # noqa: E731
+    train(C.resolve("stylegan2", layers(9)), tmp_path / "full", progress=False)
+    part = C.resolve("stylegan2", layers(5))
+    train(part, tmp_path / "part", progress=False)
+    part.train.steps = 9
+    train(part, tmp_path / "part", resume=True, progress=False)
+    a, b = (list_checkpoints(tmp_path / name)[-1] for name in ("full", "part"))
+    pa, pb = (read_header(c)["recipe_state"]["pl_mean"] for c in (a, b))
+    assert pa == pb and pa > 0  # the running mean moved (steps 0, 4, 8) and went through the checkpoint
+    for net in ("G", "G_ema"):
+        wa, wb = read_tensors(a, net)["mapping.w_avg"], read_tensors(b, net)["mapping.w_avg"]
+        assert torch.equal(wa, wb) and wa.abs().sum() > 0

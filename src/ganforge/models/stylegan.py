@@ -64,11 +64,16 @@ class Epilogue(nn.Module):
         if noise is not None:
             x = x + noise.to(x.dtype) * self.noise_weight.to(x.dtype)[None, :, None, None]
         x = nn.functional.leaky_relu(x + self.bias.to(x.dtype)[None, :, None, None], 0.2)
+        # Instance norm and the style in fp32 whatever the run's precision: the mean and variance over H x W
+        # are long reductions, and bf16 (8-bit mantissa) would round the centred values before the division
+        # scales them up to unit variance.
+        dtype = x.dtype
+        x = x.float()
         x = x - x.mean(dim=(2, 3), keepdim=True)
         x = x * torch.rsqrt(x.square().mean(dim=(2, 3), keepdim=True) + 1e-8)
-        s = self.style(w).to(x.dtype)
+        s = self.style(w).float()
         scale, shift = s.chunk(2, dim=1)
-        return x * (scale[:, :, None, None] + 1) + shift[:, :, None, None]
+        return (x * (scale[:, :, None, None] + 1) + shift[:, :, None, None]).to(dtype)
 
 
 class _Conv(nn.Module):
