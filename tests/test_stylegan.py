@@ -17,6 +17,12 @@ from ganforge.recipes.style import path_lengths, r1_penalty
 from ganforge.train.loop import build
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test here builds and draws from torch's global generator: the same numbers every run."""
+    torch.manual_seed(0)
+
+
 def tiny2(resolution: int = 16, channels: int = 3):
     cfg = StyleGAN2Config(**TINY["stylegan2"]["arch"])
     return build_stylegan2(cfg, resolution, channels)
@@ -184,15 +190,16 @@ def test_style_mixing_at_crossover_k_takes_layers_below_k_from_the_first_latent(
 
 @pytest.mark.parametrize("make", [tiny1, tiny2], ids=["stylegan", "stylegan2"])
 def test_noise_off_is_deterministic_and_noise_changes_only_details(make):
+    torch.manual_seed(0)
     G, _ = make()
     randomise(G)
     G.eval()
-    z = torch.randn(2, G.z_dim)
+    z = torch.randn(16, G.z_dim)
     with torch.no_grad():
         assert torch.equal(G(z), G(z))
-        a, b = G(z, noise_for(G, 2, 0)), G(z, noise_for(G, 2, 1))
+        a, b = G(z, noise_for(G, 16, 0)), G(z, noise_for(G, 16, 1))
         assert (a - b).abs().max() > 1e-4, "the noise inputs do nothing"
-        other = G(torch.randn(2, G.z_dim), noise_for(G, 2, 0))
+        other = G(torch.randn(16, G.z_dim), noise_for(G, 16, 0))
         assert (a - b).abs().mean() < (a - other).abs().mean()
 
 
@@ -343,3 +350,23 @@ def test_resume_restores_the_w_average_and_the_path_length_mean_exactly(fake_fas
     for net in ("G", "G_ema"):
         wa, wb = read_tensors(a, net)["mapping.w_avg"], read_tensors(b, net)["mapping.w_avg"]
         assert torch.equal(wa, wb) and wa.abs().sum() > 0
+
+
+def test_v1_style_mixing_crosses_over_within_the_stage_and_the_mixing_latent_leaves_w_avg_alone():
+    cfg = C.resolve("stylegan", tiny_layers("stylegan", steps=1))
+    s = build(cfg, 1)
+    batch = {"image": torch.zeros(4, 1, 8, 8)}
+    s.recipe.schedule(0)  # the first stage: 4x4, 2 styles in use (of 6)
+    cuts = {s.recipe.inputs(4, torch.Generator().manual_seed(i), batch)["mix_cutoff"] for i in range(200)}
+    assert cuts == {1, s.G.num_ws}  # mixed at the only crossover the stage has, or not at all
+    s.recipe.schedule(10**9)  # the final stage: every crossover
+    cuts = {s.recipe.inputs(4, torch.Generator().manual_seed(i), batch)["mix_cutoff"] for i in range(200)}
+    assert cuts == set(range(1, s.G.num_ws + 1))
+    G = s.G.train()
+    before = G.mapping.w_avg.clone()
+    z = torch.randn(4, G.z_dim)
+    G.ws(z)
+    after_main = G.mapping.w_avg.clone()
+    G.mapping.w_avg.copy_(before)
+    G.ws(z, torch.randn(4, G.z_dim) * 5, 1)
+    torch.testing.assert_close(G.mapping.w_avg, after_main)  # only z moved it

@@ -141,11 +141,11 @@ class MappingNetwork(nn.Module):
         self.fc = nn.ModuleList(EqualizedLinear(a, b, gain=1.0, lr_mul=lr_mul) for a, b in zip(dims[:-1], dims[1:]))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, update_avg: bool = True) -> torch.Tensor:
         x = normalize_2nd_moment(z.float())
         for layer in self.fc:
             x = lrelu(layer(x))
-        if self.training:  # NVlabs: every training forward moves the average
+        if self.training and update_avg:  # NVlabs: training forwards of the main latents move the average
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
         return x
@@ -169,7 +169,7 @@ class StyleGenerator(nn.Module):
         w = self.mapping(z)
         ws = w[:, None].expand(-1, self.num_ws, -1)
         if z2 is not None and mix_cutoff is not None and mix_cutoff < self.num_ws:
-            w2 = self.mapping(z2)
+            w2 = self.mapping(z2, update_avg=False)  # the mixing latent leaves w_avg alone, as NVlabs' loss
             k = int(mix_cutoff)
             ws = torch.cat([ws[:, :k], w2[:, None].expand(-1, self.num_ws - k, -1)], dim=1)
         if psi is not None and psi != 1:

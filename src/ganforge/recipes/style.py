@@ -117,11 +117,15 @@ class _Style:
         if batch is not None and self.rc.mixing > 0:
             out["z2"] = torch.randn(n, G.z_dim, generator=generator)
             mix = torch.rand((), generator=generator).item() < self.rc.mixing
-            cut = int(torch.randint(1, G.num_ws, (), generator=generator)) if G.num_ws > 1 else G.num_ws
+            active = self._active_ws()  # the styles the current stage uses (NVlabs' cur_layers)
+            cut = int(torch.randint(1, active, (), generator=generator)) if active > 1 else G.num_ws
             out["mix_cutoff"] = cut if mix else G.num_ws
         if truncation is not None:
             out["psi"] = float(truncation)
         return out
+
+    def _active_ws(self) -> int:
+        return self.G.num_ws
 
     def begin_step(self, batch: dict, inputs: dict, schedule=None) -> dict:
         return {"real": batch["image"], "inputs": inputs}
@@ -226,7 +230,15 @@ class StyleGANRecipe(_Style):
         check_growth(cfg.recipe, cfg.data.resolution)
 
     def schedule(self, nimg: int):
-        return self.growth(nimg)
+        sched = self.growth(nimg)
+        self._stage_resolution = sched.resolution  # the loop asks right before it draws G's inputs
+        return sched
+
+    def _active_ws(self) -> int:
+        """Styles in use at the stage (2 per resolution up to the one fading in): style mixing's crossover is
+        drawn below it, as NVlabs' cur_layers, so mixing happens at the stage's rate, not only near the end."""
+        r = getattr(self, "_stage_resolution", self.G.resolution)
+        return min(self.G.num_ws, 2 * (int(math.log2(r)) - 1))
 
     def state_dict(self) -> dict:
         return {}  # the stage is a function of images shown; the networks hold it too
