@@ -76,15 +76,9 @@ class Epilogue(nn.Module):
         return (x * (scale[:, :, None, None] + 1) + shift[:, :, None, None]).to(dtype)
 
 
-class _Conv(nn.Module):
-    """An equalised 3x3 conv without its bias (the epilogue adds it after the noise, as NVlabs')."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.conv = EqualizedConv2d(c_in, c_out, 3, bias=False)
-
-    def forward(self, x):
-        return self.conv(x)
+def _conv(c_in: int, c_out: int) -> EqualizedConv2d:
+    """An equalised 3x3 conv without its bias: the epilogue adds the bias after the noise, as NVlabs'."""
+    return EqualizedConv2d(c_in, c_out, 3, bias=False)
 
 
 class StyleGANGenerator(StyleGenerator, Growing):
@@ -98,14 +92,14 @@ class StyleGANGenerator(StyleGenerator, Growing):
         self.register_buffer("blur", fir_filter([1, 2, 1]), persistent=False)
         c4 = progan_nf(cfg, 4)
         self.const = nn.Parameter(torch.ones(c4, 4, 4))
-        self.convs = nn.ModuleDict({"4": _Conv(c4, c4)})
+        self.convs = nn.ModuleDict({"4": _conv(c4, c4)})
         self.epilogues = nn.ModuleDict({"4": nn.ModuleList([Epilogue(c4, cfg.w_dim), Epilogue(c4, cfg.w_dim)])})
         self.up_convs = nn.ModuleDict()
         self.to_rgb = nn.ModuleDict({"4": EqualizedConv2d(c4, channels, 1, gain=1.0)})
         for r in self.resolutions[1:]:
             c_in, c = progan_nf(cfg, r // 2), progan_nf(cfg, r)
-            self.up_convs[str(r)] = _Conv(c_in, c)
-            self.convs[str(r)] = _Conv(c, c)
+            self.up_convs[str(r)] = _conv(c_in, c)
+            self.convs[str(r)] = _conv(c, c)
             self.epilogues[str(r)] = nn.ModuleList([Epilogue(c, cfg.w_dim), Epilogue(c, cfg.w_dim)])
             self.to_rgb[str(r)] = EqualizedConv2d(c, channels, 1, gain=1.0)
 
