@@ -8,6 +8,7 @@ samples' class histogram where the extractor is a classifier.
     python benchmarks/quality.py --measure runs/quality-dcgan-... --tag dcgan      # re-measure a finished run
     python benchmarks/quality.py --which progan,dcgan --data emoji --resolution 64 --minutes 30 --n 1870
     python benchmarks/quality.py --which progan --data FOLDER --resolution 64 --extractor emoji-classifier
+    python benchmarks/quality.py --which sagan --minutes 20     # class-conditional: adds class accuracy
 
 Data other than Fashion-MNIST has no test split: samples are compared with the training images (all of them,
 or --n), and rows are keyed MODEL@DATA (e.g. progan@emoji-64) unless --tag names them.
@@ -29,7 +30,8 @@ import torch
 import ganforge
 from ganforge import config as C
 from ganforge.data import load_data
-from ganforge.metrics.domain import class_histogram, classify
+from ganforge.metrics.domain import class_accuracy, class_histogram, classify
+from ganforge.metrics.extractors import DOMAIN
 from ganforge.metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 from ganforge.train.loop import train
 from ganforge.viz import build_progress_gif, save_grid
@@ -149,17 +151,26 @@ def main() -> None:
             else:
                 run, steps = train_ganforge(which, args)
                 model = which
-            fake = ganforge.load(run).sample(args.n, seed=0)
+            gen = ganforge.load(run)
+            fake = gen.sample(args.n, seed=0)
             default_tag = (model if fmnist else f"{model}@{_slug(args)}") + args.tag_suffix
             tag = args.tag or default_tag
             picture = (f"{model}-fashion" if fmnist else f"{model}-{_slug(args)}") + "".join(
                 c if c.isalnum() or c in "-_" else "-" for c in args.tag_suffix).rstrip("-")
             # the README shows the default runs' grids; a tagged run keeps its grid in its run directory
-            save_grid(fake[:64], IMAGES / f"{picture}.png" if tag == default_tag else run / "quality-grid.png",
-                      nrow=8)
+            grid, nrow = fake[:64], 8
+            if gen.conditional:  # one row per class, as the training grids
+                per_row = max(1, 64 // gen.num_classes) if gen.num_classes <= 16 else 8
+                grid = gen.sample(per_row * min(gen.num_classes, 16), seed=1,
+                                  labels=torch.arange(min(gen.num_classes, 16)).repeat_interleave(per_row))
+                nrow = per_row
+            save_grid(grid, IMAGES / f"{picture}.png" if tag == default_tag else run / "quality-grid.png", nrow=nrow)
             entry = {"what": f"ganforge {model} on {args.data}, {budget}" + (f" ({' '.join(args.set)})" if args.set
                                                                               else ""),
                      "steps": steps, "run": str(run), **run_facts(run), **metrics(fake, "samples")}
+            data_name = gen.cfg.data.name
+            if gen.conditional and data_name in DOMAIN.values():  # is each class drawn as that class?
+                entry["class_accuracy"] = class_accuracy(gen, data_name, n_per_class=1000)
             if tag == default_tag and (model == "dcgan" and fmnist or model == "progan"):
                 # the README's films: a small copy (14 frames; half size for 32px grids)
                 build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{picture}-progress.gif",

@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true", help="write into a non-empty --out (replacing only those files)")
     pr.add_argument("--quiet", action="store_true", help="no progress lines")
 
-    v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON)")
+    v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON); a "
+                                    "class-conditional model on a dataset with a domain classifier: class accuracy")
     v.add_argument("run", metavar="RUN_OR_CKPT", nargs="?", help="a model to sample (or give --fake)")
     v.add_argument("--data", help="reference: dataset name or folder (default: the run's training data)")
     v.add_argument("--real", help="reference set without a model: dataset name, folder or .npz")
@@ -438,6 +439,13 @@ def cmd_eval(args) -> None:
     real = load_image_set(ref, n=args.n, split=args.split, resolution=resolution, seed=args.seed)
     result = evaluate(fake, real, metrics, args.extractor, args.kid_subset_size, args.inception_weights,
                       str(device))
+    if args.run and gen.conditional:  # does each class come out as that class? Where a domain classifier knows them
+        from .metrics.domain import class_accuracy
+        from .metrics.extractors import DOMAIN
+
+        if gen.cfg.data.name in DOMAIN.values() and ref == gen.cfg.data.name:
+            result["class_accuracy"] = class_accuracy(gen, gen.cfg.data.name, max(1, args.n // gen.num_classes),
+                                                      args.seed)
     print(json.dumps(result, indent=1))
 
 

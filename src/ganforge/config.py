@@ -335,7 +335,7 @@ def _check_architecture(cfg: RunConfig) -> None:
 
     spec = get_model(cfg.model)
     arch = cfg.arch
-    if getattr(arch, "num_classes", 0) == -1:  # "as many as the data has": known once the data is loaded
+    if getattr(arch, "num_classes", 0) in (-1, -2):  # "as the data has": known once the data is loaded
         arch = dataclasses.replace(arch, num_classes=10)
     try:
         with torch.device("meta"):

@@ -41,3 +41,28 @@ def class_histogram(logits: torch.Tensor) -> dict:
     entropy = max(0.0, float(-(p[p > 0] * p[p > 0].log()).sum()))  # one class: 0.0, not -0.0
     return {"entropy": round(entropy, 3), "max_entropy": round(math.log(logits.shape[1]), 3),
             "classes_covered": int((p >= 0.01).sum()), "largest_class_share": round(float(p.max()), 3)}
+
+
+@torch.no_grad()
+def class_accuracy(gen, dataset: str, n_per_class: int = 1000, seed: int = 0) -> dict:
+    """How well a class-conditional model draws the class it is asked for: `n_per_class` samples of every
+    class, each judged by the domain classifier of `dataset` (whose classes must be the model's, in order).
+    Returns the mean of the per-class accuracies, each class's, and the confusion matrix (rows: the class
+    asked for, columns: the class the classifier sees), as counts."""
+    from ..registry import GanforgeError
+
+    if not gen.conditional:
+        raise GanforgeError(f"class accuracy needs a class-conditional model; this {gen.cfg.model} is unconditional")
+    k = gen.num_classes
+    rows = []
+    for c in range(k):
+        _, logits = classify(gen.sample(n_per_class, seed=seed + c, labels=c), dataset)
+        if logits.shape[1] != k:
+            raise GanforgeError(f"the {dataset} classifier has {logits.shape[1]} classes, the model {k}: they must "
+                                f"be the same classes to measure class accuracy")
+        rows.append(torch.bincount(logits.argmax(1), minlength=k))
+    confusion = torch.stack(rows)
+    per_class = (confusion.diagonal().double() / n_per_class).tolist()
+    return {"mean": round(sum(per_class) / k, 4), "n_per_class": n_per_class, "classifier": dataset,
+            "per_class": {name: round(a, 4) for name, a in zip(gen.classes, per_class)},
+            "confusion": confusion.tolist(), "classes": list(gen.classes)}

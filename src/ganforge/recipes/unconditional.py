@@ -65,8 +65,10 @@ class Unconditional:
     # -- the contract
     @staticmethod
     def needs(cfg) -> set[str]:
-        """Batch keys this recipe takes for a run of `cfg`: labels only for a class-conditional model."""
-        return {"image", "label"} if getattr(cfg.arch, "num_classes", 0) else {"image"}
+        """Batch keys this recipe takes for a run of `cfg`: labels only for a class-conditional model (-1: the
+        data's classes, which it must have; -2: the data's classes where it has them, so labels are not required)."""
+        k = getattr(cfg.arch, "num_classes", 0)
+        return {"image", "label"} if k > 0 or k == -1 else {"image"}
 
     @staticmethod
     def check(cfg) -> None:

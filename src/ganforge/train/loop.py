@@ -147,7 +147,7 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
     torch.manual_seed(cfg.train.seed)  # initial weights depend on the seed alone
     spec = get_model(cfg.model)
     if getattr(cfg.arch, "num_classes", 0) < 0:
-        raise GanforgeError("arch.num_classes = -1 (as many as the data has) is resolved when the data is "
+        raise GanforgeError("arch.num_classes = -1 or -2 (as the data has) is resolved when the data is "
                             "loaded: train through ganforge.train.loop.train or the CLI")
     G, D = spec.build(cfg.arch, cfg.data.resolution, channels)
     fmt = torch.channels_last if cfg.train.channels_last and uses_conv(D) else torch.contiguous_format
@@ -161,15 +161,25 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
     return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt)
 
 
+def grid_layout(n: int, num_classes: int) -> tuple[int, int | None]:
+    """(images, images per row) of a progress grid of about `n` images: square-ish, or for a conditional model
+    one row per class (as many classes as rows fit, `n` // rows images each)."""
+    if not num_classes:
+        return n, None
+    rows = min(num_classes, n)
+    cols = max(1, n // rows)
+    return rows * cols, cols
+
+
 def grid_inputs(recipe, n: int, seed: int) -> dict:
     """The inputs of the progress grids: the same in every grid and across resumes; a conditional model's
-    grid walks through the classes (one class per row where they fit)."""
+    grid has one row per class (see grid_layout)."""
     g = torch.Generator().manual_seed(seed + 777)
     labels = None
     k = getattr(recipe.G, "num_classes", 0)
     if k:
-        per_row = max(1, int(math.ceil(math.sqrt(n))))
-        labels = (torch.arange(n) // per_row) % k
+        n, cols = grid_layout(n, k)
+        labels = torch.arange(n) // cols
     return recipe.inputs(n, g, labels=labels)
 
 
@@ -199,6 +209,7 @@ class Trainer:
         self._eval_reference = None
         self._health_reals: dict[int, torch.Tensor] = {}
         self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
+        self.grid_nrow = grid_layout(cfg.train.sample_grid, getattr(s.G, "num_classes", 0))[1]
         s.apply_schedule(self.recipe.schedule(0))  # a growing run starts (and shows step 0) at its first stage
 
     # -- state
@@ -267,7 +278,7 @@ class Trainer:
 
     def write_samples(self) -> torch.Tensor:
         images = self._generate(self.grid)
-        save_grid(images, self.run_dir / "samples" / f"step_{self.step:08d}.png")
+        save_grid(images, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow)
         return images
 
     # -- evaluation and health
@@ -478,7 +489,8 @@ def _main_thread() -> bool:
 # ------------------------------------------------------------------------------------------ entry point
 
 def load_training_data(cfg: RunConfig) -> ImageData:
-    """The run's data, with what its recipe needs; resolves arch.num_classes = -1 (as many as the data has)."""
+    """The run's data, with what its recipe needs; resolves arch.num_classes = -1 (as many as the data has) and
+    -2 (as many as it has, or unconditional when it has none)."""
     spec = get_model(cfg.model)
     needs = RECIPES[spec.recipe].needs(cfg)
     d = cfg.data
@@ -499,6 +511,9 @@ def check_data(cfg: RunConfig, data: ImageData, needs: set[str]) -> None:
         raise GanforgeError(f"{cfg.model} needs {', '.join(sorted(missing))} in every batch; {data.name} provides "
                             f"only {', '.join(sorted(data.provides))}")
     k = getattr(cfg.arch, "num_classes", 0)
+    if k == -2:  # conditional where the data has classes (SAGAN's default), else unconditional
+        k = -1 if data.labels is not None and len(data.classes) > 1 else 0
+        cfg.arch.num_classes = k
     if k == -1:
         cfg.arch.num_classes = k = len(data.classes)
     if k and data.labels is not None and len(data.classes) > k:
