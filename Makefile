@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench bench-quality bench-small bench-progan bench-style data env clean-env
+.PHONY: demo test test-slow bench bench-quality bench-small bench-progan bench-style bench-sagan data env clean-env
 
 env: $(STAMP)
 
@@ -42,6 +42,8 @@ test-slow: data
 # each run merges its rows into docs/results/speed.json; progan at 32px (1 channel, Fashion-MNIST-like) and 64px
 # (3 channels, emoji-like), stable stage, and the middle of the 64px fade-in; stylegan2 at 32px and 64px against the
 # popular ports' loop
+# sagan at 32px (1 channel, 10 classes) and 64px (3 channels, 9 classes) against the ports' loop (explicit attention);
+# attention_cost.py: fused against explicit self-attention, and attention's share of a sagan step (attention.json)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 32 --json docs/results/speed.json
@@ -49,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --alpha 0.5 --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 32 --json docs/results/speed.json
 	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 64 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models sagan --resolution 32 --json docs/results/speed.json
+	$(BIN)/python benchmarks/train_speed.py --models sagan --resolution 64 --json docs/results/speed.json
+	$(BIN)/python benchmarks/attention_cost.py --json docs/results/attention.json
 	$(BIN)/python benchmarks/report.py
 
 # 20+ minutes: ganforge and the plain loop, 10 minutes each on real Fashion-MNIST, plus the real-data floor
@@ -65,6 +70,11 @@ bench-progan: data
 # at 32px (10 minutes)
 bench-style: data
 	PY=$(BIN)/python bash benchmarks/style_quality.sh
+
+# about 80 minutes: class-conditional sagan and dcgan on Fashion-MNIST, 20 minutes each alone and side by side; the
+# held-out checks (sagan on emoji by Unicode group, and on a folder of class subfolders) (docs/benchmarks.md)
+bench-sagan: data
+	PY=$(BIN)/python bash benchmarks/sagan_quality.sh
 
 # about 45 minutes: DCGAN on Fashion-MNIST class subsets of 5,000, 1,000 and 500 images, with and without
 # augmentation (docs/benchmarks.md, "Small data")

@@ -8,6 +8,10 @@ BCE-with-logits losses, a shuffling DataLoader, samples taken in train mode as t
 `PlainProGAN` is the same kind of baseline for Progressive GAN: a plain WGAN-GP step (with the drift term) as
 the official code and typical PyTorch ports write it, on the identical networks ganforge builds, at one stage
 of the growth (`set_growth`).
+
+`PlainSAGAN` is SAGAN's: a hinge-loss TTUR step as the popular public ports write it (heykeetae/Self-Attention-GAN,
+BigGAN-PyTorch), on ganforge's networks with every self-attention layer in the ports' explicit bmm + softmax
+form (`use_bmm_attention`).
 """
 from __future__ import annotations
 
@@ -190,4 +194,76 @@ class PlainStyleGAN2:
             pl.backward()
             self.opt_G.step()
         self.i += 1
+        return d_loss.detach(), g_loss.detach()
+
+
+def bmm_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """SAGAN's self-attention the way the popular PyTorch ports write it (heykeetae/Self-Attention-GAN's
+    Self_Attn, BigGAN-PyTorch's Attention): the energy matrix from one bmm, an explicit softmax over it, a second
+    bmm with the values, all in [B, N, N'] memory. On ganforge's SelfAttention module (its 1x1 convolutions, its
+    gamma), so the arithmetic is exactly the module's: x + gamma * out(softmax(q k^T) v), no 1/sqrt(d) scaling."""
+    n, _, h, w = x.shape
+    q = self.query(x).view(n, -1, h * w).permute(0, 2, 1)           # B x N x d
+    kx, vx = self.key(x), self.value(x)
+    if self.pool:  # the authors' released code: keys and values max-pooled 2x2
+        kx, vx = F.max_pool2d(kx, 2), F.max_pool2d(vx, 2)
+    k = kx.view(n, -1, kx.shape[2] * kx.shape[3])                    # B x d x N'
+    energy = torch.bmm(q, k)                                          # B x N x N'
+    attention = F.softmax(energy, dim=-1)
+    v = vx.view(n, -1, vx.shape[2] * vx.shape[3])                    # B x dv x N'
+    o = torch.bmm(v, attention.permute(0, 2, 1)).view(n, -1, h, w)    # B x dv x H x W
+    return x + self.gamma * self.out(o)
+
+
+def use_bmm_attention(net: torch.nn.Module) -> torch.nn.Module:
+    """Every ganforge SelfAttention in `net` runs `bmm_attention_forward` instead of its fused
+    scaled_dot_product_attention (an instance attribute: the module, its parameters and buffers stay as built)."""
+    import types
+
+    from ganforge.models.sagan import SelfAttention
+
+    for m in net.modules():
+        if isinstance(m, SelfAttention):
+            m.forward = types.MethodType(bmm_attention_forward, m)
+    return net
+
+
+class PlainSAGAN:
+    """A plain SAGAN step on ganforge's networks (ganforge's builder from `arch`, the same seed: identical layers,
+    spectral norms and initial weights), written the way the popular public ports write theirs
+    (heykeetae/Self-Attention-GAN's trainer, BigGAN-PyTorch's train_fns): fp32, contiguous (NCHW) tensors,
+    default `torch.optim.Adam` with SAGAN's TTUR (D lr 4e-4, G lr 1e-4, betas (0, 0.9)), every self-attention
+    layer in the explicit bmm + softmax form (`use_bmm_attention`), no requires_grad freezing, no EMA.
+
+    D step: fresh z, fake = G(z, c) without a graph (BigGAN-PyTorch's `train_G=False`), hinge loss on D(real, c)
+    and D(fake, c) as two passes. G step: fresh z, a second G forward, loss -D(G(z, c), c).mean(). Class-
+    conditional: c is the batch's labels for real and fake alike (ganforge's recipe does the same)."""
+
+    def __init__(self, arch, resolution: int, channels: int, batch: int, lr_g: float = 1e-4, lr_d: float = 4e-4,
+                 betas: tuple = (0.0, 0.9), seed: int = 0, device="cpu"):
+        spec = get_model("sagan")
+        torch.manual_seed(seed)
+        G, D = spec.build(arch, resolution, channels)
+        self.G, self.D = use_bmm_attention(G.to(device)), use_bmm_attention(D.to(device))
+        self.device, self.batch, self.z_dim = device, batch, self.G.z_dim
+        self.num_classes = self.G.num_classes
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr_g, betas=tuple(betas))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=tuple(betas))
+
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = labels if self.num_classes else None
+        # D
+        z = torch.randn(self.batch, self.z_dim, device=self.device)
+        with torch.no_grad():
+            fake = self.G(z, c)
+        self.opt_D.zero_grad()
+        d_loss = F.relu(1.0 - self.D(real, c)).mean() + F.relu(1.0 + self.D(fake, c)).mean()
+        d_loss.backward()
+        self.opt_D.step()
+        # G
+        z = torch.randn(self.batch, self.z_dim, device=self.device)
+        self.opt_G.zero_grad()
+        g_loss = -self.D(self.G(z, c), c).mean()
+        g_loss.backward()
+        self.opt_G.step()
         return d_loss.detach(), g_loss.detach()

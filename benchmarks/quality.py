@@ -144,6 +144,18 @@ def main() -> None:
             if not fmnist:
                 raise SystemExit("--which floor needs a test split (fashion-mnist)")
             entry = {"what": "real train vs real test (the floor)", **measure(tr.batch(idx), reference, "train")}
+        elif which == "class-floor":  # the domain classifier on real test images, per class: what samples face
+            te = load_data(DATASET, 32, "test")
+            _, logits = classify(te.batch(torch.arange(len(te))), DATASET)
+            k = len(te.classes)
+            confusion = torch.zeros(k, k, dtype=torch.long)
+            confusion.index_put_((te.labels, logits.argmax(1)), torch.ones(len(te), dtype=torch.long), accumulate=True)
+            per = (confusion.diagonal().double() / confusion.sum(1)).tolist()
+            entry = {"what": "real test images (the classifier's own accuracy)", "nimg": len(te),
+                     "fid": None, "class_accuracy": {
+                         "mean": round(sum(per) / k, 4), "n_per_class": int(confusion.sum(1)[0]),
+                         "classifier": DATASET, "per_class": {c: round(a, 4) for c, a in zip(te.classes, per)},
+                         "confusion": confusion.tolist(), "classes": list(te.classes)}}
         elif which == "measure" or which in ganforge.list_models():
             if which == "measure":
                 run, steps = args.measure, ganforge.load(args.measure).step
@@ -168,9 +180,9 @@ def main() -> None:
             entry = {"what": f"ganforge {model} on {args.data}, {budget}" + (f" ({' '.join(args.set)})" if args.set
                                                                               else ""),
                      "steps": steps, "run": str(run), **run_facts(run), **metrics(fake, "samples")}
-            data_name = gen.cfg.data.name
-            if gen.conditional and data_name in DOMAIN.values():  # is each class drawn as that class?
-                entry["class_accuracy"] = class_accuracy(gen, data_name, n_per_class=1000)
+            judge = DOMAIN.get(args.extractor or "") or gen.cfg.data.name
+            if gen.conditional and judge in DOMAIN.values():  # is each class drawn as that class?
+                entry["class_accuracy"] = class_accuracy(gen, judge, n_per_class=1000)
             if tag == default_tag and (model == "dcgan" and fmnist or model == "progan"):
                 # the README's films: a small copy (14 frames; half size for 32px grids)
                 build_progress_gif(run / "samples", max_frames=14, out=IMAGES / f"{picture}-progress.gif",

@@ -16,8 +16,16 @@ the final resolution, the stage that dominates training time; `--alpha 0.5` meas
 resolution's fade-in instead. Its network widths and batch size are ganforge's preset for the device
 (`config.resolve("progan", ...)`: on a CPU, widths 128 down to 16 and batch 16), on both sides.
 
+sagan runs class-conditional, as on its data: 10 classes at 32px (1 channel, Fashion-MNIST-like), 9 at 64px (3
+channels, emoji-like), `arch.num_classes` set on both sides (`--classes` to change it), the batch's labels for
+real and fake alike, the same labels every step on both sides. Widths and batch are ganforge's CPU preset (arch.ch
+32, batch 64) on both sides. The plain loop (`PlainSAGAN`) is the popular ports' step: fp32, NCHW, default Adam,
+every self-attention layer as explicit bmm + softmax, a second G forward for G's step; ganforge's step runs its
+fused scaled_dot_product_attention, the model's default.
+
     python benchmarks/train_speed.py [--models dcgan,gan] [--batch-size 64] [--blocks 5] [--steps 10]
     python benchmarks/train_speed.py --models progan --resolution 32 [--channels 1] [--alpha 1]
+    python benchmarks/train_speed.py --models sagan --resolution 64 [--classes 9]
 
 With --json, each row is merged into the file under its key (model, resolution, channels, batch, stage), so
 runs of different models or resolutions add up; benchmarks/report.py renders them.
@@ -42,7 +50,7 @@ from ganforge.train.ema import EMA
 from ganforge.train.loop import build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plain_loop import PlainLoop, PlainProGAN, PlainStyleGAN2  # noqa: E402
+from plain_loop import PlainLoop, PlainProGAN, PlainSAGAN, PlainStyleGAN2  # noqa: E402
 from results_file import speed_entries, speed_key, update_results  # noqa: E402
 
 
@@ -57,7 +65,7 @@ def resolve(model: str, resolution: int, batch: int, device="cpu", sets=()):
 
 
 def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", cfg=None,
-                  alpha: float = 1.0, fused: str = "always"):
+                  alpha: float = 1.0, fused: str = "always", labels: torch.Tensor | None = None):
     if growing(model):  # the same networks as ganforge's (its arch config), at the same stage
         r = cfg.recipe
         return PlainProGAN(model, cfg.arch, resolution, channels, batch, resolution, alpha, device=device,
@@ -65,14 +73,20 @@ def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device
     if model == "stylegan2":  # the same networks, the popular ports' loop (benchmarks/plain_loop.py)
         return PlainStyleGAN2(cfg.arch, resolution, channels, batch, lr=cfg.train.lr_d, r1_gamma=cfg.recipe.r1_gamma,
                               device=device, fused=fused).step
+    if model == "sagan":  # the same networks (ganforge's arch config), the popular ports' loop, the same labels
+        t = cfg.train
+        loop = PlainSAGAN(cfg.arch, resolution, channels, batch, lr_g=t.lr_g, lr_d=t.lr_d, betas=t.betas,
+                          device=device)
+        return lambda real: loop.step(real, labels)
     loop = PlainLoop(model, resolution, channels, batch, device=device)
     return loop.step
 
 
 def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", sets=(),
-                     alpha: float = 1.0):
-    """ganforge's step as its loop runs it: the recipe's inputs drawn on the CPU, the batch as a dict, every
-    phase (given the schedule's stage where the model grows), then the EMA update."""
+                     alpha: float = 1.0, labels: torch.Tensor | None = None):
+    """ganforge's step as its loop runs it: the recipe's inputs drawn on the CPU, the batch as a dict (with
+    `labels` as the batch's labels for a class-conditional model), every phase (given the schedule's stage where
+    the model grows), then the EMA update."""
     cfg = resolve(model, resolution, batch, device, sets)
     s = build(cfg, channels)
     ema = EMA(s.G, s.G_ema, cfg.train.ema_kimg, cfg.train.ema_rampup) if s.G_ema is not None else None
@@ -82,6 +96,8 @@ def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, dev
 
     def step(real):
         b = {"image": real.contiguous(memory_format=s.memory_format)}
+        if labels is not None:
+            b["label"] = labels
         inputs = to_device(s.recipe.inputs(batch, gen, b), s.device)
         out = s.train_step(b, inputs, state["step"], schedule)
         state["step"] += 1
@@ -144,12 +160,14 @@ def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, s
     if alpha < 1 and not growing(model):
         raise SystemExit(f"--alpha is for growing models; {model} does not grow")
     real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1
-    plain = plain_step_fn(model, resolution, channels, batch, device, cfg, alpha)
-    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets, alpha)
+    k = getattr(cfg.arch, "num_classes", 0)
+    labels = torch.randint(0, k, (batch,), generator=torch.Generator().manual_seed(0)).to(device) if k > 0 else None
+    plain = plain_step_fn(model, resolution, channels, batch, device, cfg, alpha, labels=labels)
+    ours, setup = ganforge_step_fn(model, resolution, channels, batch, device, sets, alpha, labels=labels)
     # stylegan2: PyTorch's counter counts a grouped convolution as if every group saw every channel; the
     # plain step's work is counted with the other form of the modulated conv (the same arithmetic)
-    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device, cfg, alpha, fused="never"), real,
-                        16 if model == "stylegan2" else 1)
+    flops = count_flops(plain_step_fn(model, resolution, channels, batch, device, cfg, alpha, fused="never",
+                                      labels=labels), real, 16 if model == "stylegan2" else 1)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for fn in (plain, ours):  # warm-up: allocator, oneDNN primitive caches
         for _ in range(3):
@@ -180,6 +198,12 @@ def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, s
         a = cfg.arch
         row.update({"alpha": alpha, "stage": "stable" if alpha >= 1 else f"fade-in, alpha {alpha:g}",
                     "arch": f"fmap_base {a.fmap_base}, fmap_max {a.fmap_max}"})
+    if model == "sagan":
+        from ganforge.models.sagan import attention_resolutions
+
+        a = cfg.arch
+        at = ",".join(str(r) for r in sorted(attention_resolutions(a, resolution))) or "none"
+        row.update({"num_classes": k, "network": f"ch {a.ch}, attention at {at}px, {k} classes"})
     return row
 
 
@@ -187,20 +211,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="dcgan,gan")
     ap.add_argument("--batch-size", type=int, default=0,
-                    help="default: 64 for dcgan and gan; progan's own (ganforge's config) for progan")
+                    help="default: 64 for dcgan and gan; the model's own (ganforge's config) for progan, "
+                         "stylegan2 and sagan")
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--resolution", type=int, default=0,
-                    help="override the default resolution (dcgan 32, gan 28, progan 32; e.g. 64 for dcgan)")
+                    help="override the default resolution (dcgan 32, gan 28, progan, stylegan2 and sagan 32; "
+                         "e.g. 64 for dcgan)")
     ap.add_argument("--channels", type=int, default=0,
-                    help="image channels; default 1 (Fashion-MNIST-like), 3 for progan at 64px (emoji-like)")
+                    help="image channels; default 1 (Fashion-MNIST-like), 3 for progan, stylegan2 and sagan at "
+                         "64px (emoji-like)")
     ap.add_argument("--alpha", type=float, default=1.0,
                     help="progan: the stage's fade-in alpha at the final resolution (1 = the stable stage)")
+    ap.add_argument("--classes", type=int, default=0,
+                    help="sagan: its classes (arch.num_classes, both sides); default 10 at 1 channel, 9 at 3")
     ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
     ap.add_argument("--json", help="also merge the results into this file")
     args = ap.parse_args()
-    res = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32}
+    res = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32, "sagan": 32}
     peak = peak_gflops()
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
@@ -209,14 +238,16 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         resolution = args.resolution or res[model]
-        style = model == "stylegan2"
-        channels = args.channels or (3 if (growing(model) or style) and resolution >= 64 else 1)
-        batch = args.batch_size or (0 if growing(model) or style else 64)
+        style, sagan = model == "stylegan2", model == "sagan"
+        channels = args.channels or (3 if (growing(model) or style or sagan) and resolution >= 64 else 1)
+        batch = args.batch_size or (0 if growing(model) or style or sagan else 64)
         # whole lazy-regularisation cycles per timed block (R1 every 16 steps, path length every 4)
         steps = -(-args.steps // 16) * 16 if style else args.steps
-        r = bench(model, resolution, channels, batch, args.blocks, steps, args.device, args.set, args.alpha)
+        # sagan: class-conditional as on its data (Fashion-MNIST's 10 classes, emoji's 9); a --set may override
+        sets = ([f"arch.num_classes={args.classes or (10 if channels == 1 else 9)}"] if sagan else []) + args.set
+        r = bench(model, resolution, channels, batch, args.blocks, steps, args.device, sets, args.alpha)
         rows.append(r)
-        stage = f" ({r['stage']})" if "stage" in r else ""
+        stage = f" ({r['stage']})" if "stage" in r else (f" ({r['num_classes']} classes)" if sagan else "")
         print(f"{model:6s} {r['resolution']}px x{channels}{stage} batch {r['batch']}: plain {r['plain_img_s']:7.1f} "
               f"img/s, ganforge {r['ganforge_img_s']:7.1f} img/s ({r['ganforge_precision']}) -> x{r['ratio']:.2f}; "
               f"{r['gflop_per_step_plain']} GFLOP/step: plain {r['plain_gflop_s']} GFLOP/s, ganforge "

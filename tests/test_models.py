@@ -90,11 +90,29 @@ def test_output_shapes(model, k, channels):
     assert x.min() >= -1 and x.max() <= 1
 
 
+def _off_zero_gradient_starts(s) -> None:
+    """Two starting points where a parameter's gradient is exactly zero by design, moved off so that every
+    parameter can be checked: SAGAN's attention output scale gamma starts at 0 (the block's query, key, value
+    and output weights then get no gradient until gamma moves, which test_sagan checks it does), and under the
+    hinge loss D's last bias gets none while the real and the fake logits (as many of each) all sit inside the
+    margin, as they do at initialisation."""
+    with torch.no_grad():
+        for name, p in s.G.named_parameters():
+            if name.endswith("gamma") and not p.any():
+                p.fill_(0.5)
+        for name, p in s.D.named_parameters():
+            if name.endswith("gamma") and not p.any():
+                p.fill_(0.5)
+        if s.cfg.train.loss == "hinge" and hasattr(s.D, "linear"):
+            s.D.linear.bias.fill_(1.5)  # the reals past the margin: the bias's gradient is the fakes' alone
+
+
 @pytest.mark.parametrize("model,k", VARIANTS)
 def test_gradients_reach_every_parameter(model, k):
     # A growing network runs only its current stage's layers: there, every parameter must get a gradient at
     # some stage, each taken in the middle of its fade-in (which also runs the stage below's toRGB/fromRGB).
     s = setup_for(model, k)
+    _off_zero_gradient_starts(s)
     reached = {f"{net}.{n}": False for net in ("D", "G") for n, _ in getattr(s, net).named_parameters()}
     for sched in stage_schedules(s) if growing(s) else [None]:
         r = 16

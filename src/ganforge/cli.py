@@ -55,6 +55,21 @@ def _seeds(s: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {s!r}") from None
 
 
+def _points(s: str) -> list[tuple[float, float]]:
+    """'Y,X;Y,X' -> [(y, x), ...] (their range is the attention tool's to check)."""
+    out = []
+    for part in filter(None, (p.strip() for p in s.split(";"))):
+        try:
+            y, x = (float(v) for v in part.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected Y,X pairs of fractions separated by ';', e.g. "
+                                             f"0.25,0.25;0.5,0.5, got {s!r}") from None
+        out.append((y, x))
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one Y,X pair, got {s!r}")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ganforge", description="Train, sample and explore GANs from 2014 to 2018.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -163,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     pr.add_argument("--force", action="store_true", help="write into a non-empty --out (replacing only those files)")
     pr.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    at = sub.add_parser("attention", help="where self-attention looks from a few query points, SAGAN's figure 1 "
+                                          "(models with self-attention: sagan)")
+    at.add_argument("run", metavar="RUN_OR_CKPT")
+    at.add_argument("--out", required=True,
+                    help="FILE.png: one row per seed, the image with the query points marked, then each point's "
+                         "attention map (black, red, yellow, white: least to most) over the greyed image")
+    at.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3])
+    at.add_argument("--points", type=_points, metavar="Y,X;Y,X",
+                    help="query points as fractions of the image's height and width in [0, 1), separated by ';' "
+                         "(default 0.25,0.25;0.5,0.5;0.75,0.6)")
+    at.add_argument("--class", dest="cls", help="class index or name (class-conditional models; default: each "
+                                                "seed's own draw)")
+    at.add_argument("--layer", type=_positive_int, metavar="RESOLUTION",
+                    help="the attention layer of G, by resolution (default: its highest-resolution one)")
+    at.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    at.add_argument("--force", action="store_true")
 
     v = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a model or of two image sets (JSON); a "
                                     "class-conditional model on a dataset with a domain classifier: class accuracy")
@@ -409,6 +441,21 @@ def cmd_project(args) -> None:
         print(f"  {p}")
 
 
+def cmd_attention(args) -> None:
+    from . import attention_tools as A
+    from .sampling import load
+
+    out = _png_out(args)
+    gen = load(args.run, device=args.device)
+    res, _ = A.attention_layer(gen, args.layer)  # the clear errors (no attention, no such layer) before any work
+    points = args.points or list(A.DEFAULT_POINTS)
+    cells = A.query_cells(points, res, res)
+    A.save_attention_figure(gen, args.seeds, out, points, labels=args.cls, layer=res, force=args.force)
+    where = ", ".join(f"({y:g}, {x:g}) -> cell ({cy}, {cx})" for (y, x), (cy, cx) in zip(points, cells))
+    print(f"attention of G's {res}x{res} layer for seeds {','.join(map(str, args.seeds))} (rows) -> {out}")
+    print(f"  columns: the image, then the map of each query point (y, x): {where}")
+
+
 def cmd_eval(args) -> None:
     from .metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
 
@@ -457,7 +504,7 @@ def cmd_export(args) -> None:
 
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
          "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
-         "project": cmd_project, "eval": cmd_eval, "export": cmd_export}
+         "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,23 +46,31 @@ def class_histogram(logits: torch.Tensor) -> dict:
 @torch.no_grad()
 def class_accuracy(gen, dataset: str, n_per_class: int = 1000, seed: int = 0) -> dict:
     """How well a class-conditional model draws the class it is asked for: `n_per_class` samples of every
-    class, each judged by the domain classifier of `dataset` (whose classes must be the model's, in order).
-    Returns the mean of the per-class accuracies, each class's, and the confusion matrix (rows: the class
-    asked for, columns: the class the classifier sees), as counts."""
+    class, each judged by the domain classifier of `dataset`. The model's classes are the classifier's, or a
+    subset of them by name (a folder of Fashion-MNIST classes, say). Returns the mean of the per-class
+    accuracies, each class's, and the confusion matrix (rows: the class asked for, columns: the class the
+    classifier sees, all the classifier's classes), as counts."""
+    from ..data.sources import DATASETS
     from ..registry import GanforgeError
 
     if not gen.conditional:
         raise GanforgeError(f"class accuracy needs a class-conditional model; this {gen.cfg.model} is unconditional")
+    names = DATASETS[dataset].classes if dataset in DATASETS else ()
     k = gen.num_classes
+    if names and set(gen.classes) <= set(names):
+        target = [names.index(c) for c in gen.classes]
+    elif k == (len(names) or load_classifier(dataset).head[-1].out_features):
+        target = list(range(k))  # the same classes in the same order (emoji: its groups)
+    else:
+        raise GanforgeError(f"the {dataset} classifier does not know the model's {k} classes "
+                            f"({', '.join(gen.classes)}): class accuracy needs its classes or a subset by name")
     rows = []
     for c in range(k):
         _, logits = classify(gen.sample(n_per_class, seed=seed + c, labels=c), dataset)
-        if logits.shape[1] != k:
-            raise GanforgeError(f"the {dataset} classifier has {logits.shape[1]} classes, the model {k}: they must "
-                                f"be the same classes to measure class accuracy")
-        rows.append(torch.bincount(logits.argmax(1), minlength=k))
+        rows.append(torch.bincount(logits.argmax(1), minlength=logits.shape[1]))
     confusion = torch.stack(rows)
-    per_class = (confusion.diagonal().double() / n_per_class).tolist()
+    per_class = [float(confusion[c, target[c]]) / n_per_class for c in range(k)]
     return {"mean": round(sum(per_class) / k, 4), "n_per_class": n_per_class, "classifier": dataset,
             "per_class": {name: round(a, 4) for name, a in zip(gen.classes, per_class)},
-            "confusion": confusion.tolist(), "classes": list(gen.classes)}
+            "confusion": confusion.tolist(), "classes": list(gen.classes),
+            "classifier_classes": list(names) or list(gen.classes)}

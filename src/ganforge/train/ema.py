@@ -59,10 +59,15 @@ def recalibrate_batchnorm(G: nn.Module, make_inputs: Callable[[int, torch.Genera
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
     gen = torch.Generator().manual_seed(seed)
-    was_training = G.training
-    G.train()
+    modes = {m: m.training for m in G.modules()}
+    # Only the batch norms in training mode: nothing else may change (spectral norm's power iteration, in
+    # SAGAN, would otherwise move its vectors at every recalibration, and samples would drift between calls).
+    G.eval()
+    for m in bns:
+        m.train()
     for _ in range(batches):
         G(**to_device(make_inputs(batch_size, gen), device))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
-    G.train(was_training)
+    for m, mode in modes.items():
+        m.training = mode
