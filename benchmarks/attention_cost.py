@@ -183,8 +183,7 @@ def part2(resolutions, loops, blocks, steps) -> list[dict]:
             fns = {a: step_fn(loop, r, channels, classes, a, labels, real) for a in (True, False)}
             torch.set_flush_denormal(loop == "ganforge")  # as ganforge's loop runs on CPU; plain keeps the default
             for fn in fns.values():  # warm-up: allocator, oneDNN primitive caches
-                for _ in range(2):
-                    fn(real)
+                fn(real)
             times = {a: [] for a in fns}
             for _ in range(blocks):
                 for a, fn in fns.items():
@@ -215,7 +214,7 @@ def main() -> None:
     ap.add_argument("--step-resolutions", default="32,64", help="part 2's sagan resolutions; '' skips it")
     ap.add_argument("--loops", default="ganforge", help="part 2: ganforge, plain or ganforge,plain")
     ap.add_argument("--blocks", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--json", help="also merge the results into this file")
     args = ap.parse_args()
     precisions = [p for p in args.precision.split(",") if p]

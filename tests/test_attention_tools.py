@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_one_line_error, run_main
 from PIL import Image
 
 from ganforge import attention_tools as A
@@ -196,24 +196,6 @@ def test_save_refuses_to_overwrite_without_force(gen, tmp_path):
 
 # ------------------------------------------------------------------------------------------ the CLI
 
-def run_main(argv, capsys) -> SimpleNamespace:
-    from ganforge.cli import main
-
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ganforge") and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_cli_attention_verb(fake_fashion, tmp_path, capsys):

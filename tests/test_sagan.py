@@ -108,8 +108,9 @@ def test_every_layer_is_spectrally_normalised_and_stays_so_after_training(fake_f
     # conditional BN's per-class gains and biases are not weights of a linear map: no SN (the authors' code)
     assert not any(parametrize.is_parametrized(m, "weight") for m in G.modules() if getattr(m, "_cbn", False))
 
+    # the paper's learning rates (TTUR): one power iteration per step tracks the weights as they move
     cfg = C.resolve("sagan", tiny_layers("sagan", steps=30, sample_every=0, checkpoint_every=10**6, ema=False,
-                                         lr_g=2e-3, lr_d=2e-3, precision="fp32") + [{"arch": {"num_classes": 10}}])
+                                         precision="fp32") + [{"arch": {"num_classes": 10}}])
     trainer = Trainer(cfg, tmp_path / "run", load_data("fashion-mnist", 16), progress=False)
     before = {k: v.clone() for k, v in trainer.s.D.state_dict().items()}
     (tmp_path / "run").mkdir()

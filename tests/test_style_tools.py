@@ -11,6 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    TINY,
+    assert_one_line_error,
+    run_cli,
+    run_main,
+    tiny_layers,
+    write_idx,
+)
 from PIL import Image
 
 import ganforge
@@ -19,8 +27,6 @@ from ganforge import style_tools as T
 from ganforge.registry import GanforgeError
 from ganforge.sampling import interpolate, interpolation_ws
 from ganforge.train.loop import train
-
-from conftest import TINY, run_cli, tiny_layers, write_idx
 
 STYLE_MODELS = ("stylegan2", "stylegan")
 MAPPING_ERROR = "needs a model with a mapping network (stylegan, stylegan2)"
@@ -302,24 +308,6 @@ def test_every_tool_on_a_model_without_mapping_is_one_clear_error(runs):
 
 # ------------------------------------------------------------------------------------------ the CLI
 
-def run_main(argv, capsys) -> SimpleNamespace:
-    from ganforge.cli import main
-
-    capsys.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ganforge") and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def png_size(path: Path) -> tuple[int, int]:
