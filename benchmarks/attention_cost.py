@@ -4,16 +4,21 @@ share of a whole sagan training step.
 Part 1, one layer. ganforge's SelfAttention (ganforge.models.sagan: spectrally normalised 1x1 convolutions for
 queries and keys of C/8 channels, values of C/8, the output back to C; x + gamma * out(...)), in training mode,
 forward + backward (gradients for the input and every weight) on [B, C, S, S] maps, each of the S*S positions
-attending to all S*S:
-  fused:    the module's own forward, F.scaled_dot_product_attention(scale=1) (the model's default path);
-  explicit: benchmarks/plain_loop.py's bmm_attention_forward on the same module (bmm, softmax over the
-            [B, S*S, S*S] energy matrix, bmm: what the popular ports and the plain loop run).
-The two are timed interleaved (median of --reps), fp32 by default (`--precision fp32,bf16` adds both under CPU
-bf16 autocast, as ganforge's step runs where the CPU has native bf16). The two are compared on the same input
-(fp32, eval mode so spectral norm's power iteration stays put, gamma = 1 so the attention term counts, the first 4
-of the batch): max abs differences of the attention's output (before the last 1x1 conv, where the residual x does
-not round them away), of the gradient wrt the input and of the weights' gradients are printed. "core GFLOP" is the attention arithmetic alone
-(QK^T and AV, forward and backward: 3 x 2 B N^2 (d + dv)), without the 1x1 convolutions.
+attending to all S*S, three ways:
+  fused NCHW: the module's own forward (F.scaled_dot_product_attention, scale 1: the model's default path) on
+              contiguous NCHW maps;
+  fused CL:   the same on channels_last maps with the module in channels_last, as ganforge's CPU step runs it;
+  explicit:   benchmarks/plain_loop.py's bmm_attention_forward on the NCHW module (bmm, softmax over the
+              [B, S*S, S*S] energy matrix, bmm: what the popular ports and the plain loop run).
+Which kernel scaled_dot_product_attention picks is printed ("flash": the fused CPU kernel that never stores the
+S*S x S*S matrix; "math": PyTorch's fallback, the same bmm + softmax + bmm, taken when the query/key/value
+tensors do not have a unit stride in their last dimension). The three are timed interleaved (median of --reps),
+fp32 by default (`--precision fp32,bf16` adds them under CPU bf16 autocast, as ganforge's step runs where the
+CPU has native bf16). Each fused form is compared with the explicit one on the same input (fp32, eval mode so
+spectral norm's power iteration stays put, gamma = 1 so the attention term counts, the first 4 of the batch): max
+abs differences of the attention's output (before the last 1x1 conv, where the residual x does not round them
+away), of the layer's output, of the gradient wrt the input and of the weights' gradients. "core GFLOP" is the
+attention arithmetic alone (QK^T and AV, forward and backward: 3 x 2 B N^2 (d + dv)), without the convolutions.
 
 Part 2, a whole step. ganforge's sagan training step (train_speed.py's ganforge_step_fn: its defaults on this
 machine, the CPU preset arch.ch 32 and batch 64, class-conditional with 10 classes at 32px x1 and 9 at 64px x3)
@@ -27,10 +32,12 @@ attention, fp32) the same way.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,97 +65,148 @@ def layer(channels: int, seed: int = 0) -> SelfAttention:
     return m
 
 
-def paths(m: SelfAttention) -> dict:
-    return {"fused": lambda x: m(x), "explicit": lambda x: bmm_attention_forward(m, x)}
+CL = torch.channels_last
+VARIANTS = ("fused_nchw", "fused_cl", "explicit")
 
 
-def check(m: SelfAttention, x: torch.Tensor) -> dict:
-    """Max abs differences between the two paths (fp32, eval mode): the attention's output (the input of the
-    last 1x1 conv, so the residual x does not round the difference away), the layer's output, the gradient wrt
-    the input and the weights' gradients (which reach them through the attention only)."""
-    m.eval()
+def variants(m: SelfAttention) -> dict:
+    """name -> (module, memory format, forward): the module's own forward on NCHW and on channels_last maps (a
+    channels_last copy of the module, as ganforge's build makes it), and the ports' explicit form on NCHW."""
+    m_cl = copy.deepcopy(m).to(memory_format=CL)
+    return {"fused_nchw": (m, torch.contiguous_format, m),
+            "fused_cl": (m_cl, CL, m_cl),
+            "explicit": (m, torch.contiguous_format, lambda x: bmm_attention_forward(m, x))}
+
+
+def sdpa_backend(module: SelfAttention, x: torch.Tensor) -> str:
+    """The kernel scaled_dot_product_attention runs for this module and input: flash where it can, else math."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    module.eval()
+    try:
+        with torch.no_grad(), sdpa_kernel([SDPBackend.FLASH_ATTENTION]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyTorch's why-not-flash warnings: the answer is the return value
+            module(x[:1])
+        return "flash"
+    except RuntimeError:
+        return "math"
+    finally:
+        module.train()
+
+
+def run_grads(module, fmt, fn, x: torch.Tensor, g: torch.Tensor) -> dict:
+    seen = {}
+
+    def keep(mod, args):  # returns None: the conv's input is left as it is
+        seen["o"] = args[0].detach().contiguous()
+
+    hook = module.out.register_forward_pre_hook(keep)
+    xi = x.detach().clone().contiguous(memory_format=fmt).requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    out = fn(xi)
+    out.backward(g.contiguous(memory_format=fmt))
+    hook.remove()
+    res = {"o": seen["o"], "out": out.detach().contiguous(), "dx": xi.grad.contiguous(),
+           "dw": torch.cat([p.grad.flatten() for p in module.parameters()])}
+    module.zero_grad(set_to_none=True)
+    return res
+
+
+def check(vs: dict, x: torch.Tensor) -> dict:
+    """Max abs differences of each fused form from the explicit one (fp32, eval mode): the attention's output
+    (the input of the last 1x1 conv, so the residual x does not round the difference away), the layer's output,
+    the gradient wrt the input and the weights' gradients (which reach them through the attention only)."""
     g = torch.randn_like(x)
-    res = {}
-    for name, fn in paths(m).items():
-        seen = {}
-
-        def keep(mod, args, seen=seen):  # returns None: the conv's input is left as it is
-            seen["o"] = args[0].detach()
-
-        hook = m.out.register_forward_pre_hook(keep)
-        xi = x.detach().clone().requires_grad_(True)
-        m.zero_grad(set_to_none=True)
-        out = fn(xi)
-        out.backward(g)
-        hook.remove()
-        res[name] = {"o": seen["o"], "out": out.detach(), "dx": xi.grad,
-                     "dw": torch.cat([p.grad.flatten() for p in m.parameters()])}
-    m.train()
-    m.zero_grad(set_to_none=True)
-    a, b = res["fused"], res["explicit"]
-    return {f"max_abs_diff_{k}": (a[k] - b[k]).abs().max().item() for k in ("o", "out", "dx", "dw")} | {
-        "max_abs_o": b["o"].abs().max().item(), "max_abs_dw": b["dw"].abs().max().item()}
+    for module, _, _ in vs.values():
+        module.eval()
+    res = {name: run_grads(*v, x, g) for name, v in vs.items()}
+    for module, _, _ in vs.values():
+        module.train()
+    ref = res["explicit"]
+    out = {"max_abs_o": ref["o"].abs().max().item(), "max_abs_dw": ref["dw"].abs().max().item()}
+    for name in ("fused_nchw", "fused_cl"):
+        for k in ("o", "out", "dx", "dw"):
+            out[f"{name}_max_abs_diff_{k}"] = (res[name][k] - ref[k]).abs().max().item()
+    return out
 
 
-def time_layer(m: SelfAttention, x: torch.Tensor, reps: int, dtype, which: list[str]) -> dict:
-    fns = {k: v for k, v in paths(m).items() if k in which}
+def time_layer(vs: dict, x: torch.Tensor, reps: int, dtype, which: list[str]) -> dict:
     g = torch.randn_like(x)
+    inputs = {fmt: (x.contiguous(memory_format=fmt), g.contiguous(memory_format=fmt))
+              for fmt in (torch.contiguous_format, CL)}
 
-    def once(fn):
-        xi = x.detach().requires_grad_(True)
+    def once(name):
+        module, fmt, fn = vs[name]
+        xf, gf = inputs[fmt]
+        xi = xf.detach().requires_grad_(True)
         with autocast(torch.device("cpu"), dtype):
             out = fn(xi)
-        out.backward(g.to(out.dtype))
-        m.zero_grad(set_to_none=True)
+        out.backward(gf.to(out.dtype))
+        module.zero_grad(set_to_none=True)
 
-    for fn in fns.values():  # warm-up
-        once(fn)
-    times = {k: [] for k in fns}
+    for name in which:  # warm-up
+        once(name)
+    times = {k: [] for k in which}
     for _ in range(reps):
-        for k, fn in fns.items():
+        for name in which:
             t = time.perf_counter()
-            once(fn)
-            times[k].append(time.perf_counter() - t)
+            once(name)
+            times[name].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _cell(ms: dict, backend: dict, v: str, width: int) -> str:
+    if ms[v] is None:
+        return f"{'skipped':>{width}}"
+    k = f" ({backend[v]})" if v in backend else ""
+    return f"{f'{ms[v]:.1f}{k}':>{width}}"
 
 
 def part1(sizes, channel_list, batch_arg, reps, precisions, max_gb, reduction=8) -> list[dict]:
     rows = []
-    print("\nOne SelfAttention layer, forward + backward (train mode), median of", reps)
-    print(f"{'maps':>9} {'positions':>9} {'C':>4} {'B':>3} {'prec':>5} {'fused ms':>9} {'explicit ms':>11} "
-          f"{'explicit/fused':>14} {'core GFLOP':>10} {'max|d attn|':>11} {'max|d dx|':>9} {'max|d dW|':>9}")
+    print("\nOne SelfAttention layer, forward + backward (train mode), median of", reps, "(ms); the kernel "
+          "scaled_dot_product_attention picks in brackets; max abs differences fused (channels_last) - explicit")
+    print(f"{'maps':>9} {'positions':>9} {'C':>4} {'B':>3} {'prec':>5} {'fused NCHW':>16} {'fused CL':>16} "
+          f"{'explicit':>9} {'expl/CL':>7} {'core GFLOP':>10} {'max|d attn|':>11} {'max|d dW|':>9}")
     for s in sizes:
         n = s * s
         batch = batch_arg or (16 if n > 1024 else 64)
         for c in channel_list:
             d = max(1, c // reduction)
             m = layer(c)
+            vs = variants(m)
             x = torch.randn(batch, c, s, s)
             core = 3 * 2 * batch * n * n * (d + d)
-            # the explicit path holds about four [B, N, N] fp32 matrices at its peak (energy, softmax, their grads)
+            # the explicit path (and the math fallback) hold about four [B, N, N] fp32 matrices at their peak
             gb = 4 * batch * n * n * 4 / 2 ** 30
-            diff = check(m, x[: min(batch, 4)])
+            diff = check(vs, x[: min(batch, 4)])
+            backend = {name: sdpa_backend(vs[name][0], x.contiguous(memory_format=vs[name][1]))
+                       for name in ("fused_nchw", "fused_cl")}
             for prec in precisions:
                 dtype = torch.bfloat16 if prec == "bf16" else None
-                which = ["fused", "explicit"] if gb <= max_gb else ["fused"]
-                t = time_layer(m, x, reps, dtype, which)
+                which = [v for v in VARIANTS if gb <= max_gb or (v != "explicit" and backend.get(v) == "flash")]
+                t = time_layer(vs, x, reps, dtype, which)
+                ms = {v: round(t[v] * 1e3, 2) if v in t else None for v in VARIANTS}
                 row = {"size": s, "positions": n, "channels": c, "qk_channels": d, "batch": batch, "precision": prec,
-                       "fused_ms": round(t["fused"] * 1e3, 2),
-                       "explicit_ms": round(t["explicit"] * 1e3, 2) if "explicit" in t else None,
-                       "explicit_over_fused": round(t["explicit"] / t["fused"], 2) if "explicit" in t else None,
-                       "core_gflop": round(core / 1e9, 3),
-                       "fused_core_gflop_s": round(core / t["fused"] / 1e9, 1), **diff, "reps": reps}
-                if "explicit" in t:
-                    row["explicit_core_gflop_s"] = round(core / t["explicit"] / 1e9, 1)
-                else:
-                    row["explicit_skipped"] = f"needs ~{gb:.1f} GB > --max-gb {max_gb}"
+                       **{f"{v}_ms": ms[v] for v in VARIANTS},
+                       **{f"{v}_kernel": backend[v] for v in backend},
+                       "explicit_over_fused_cl": round(t["explicit"] / t["fused_cl"], 2)
+                       if "explicit" in t and "fused_cl" in t else None,
+                       "explicit_over_fused_nchw": round(t["explicit"] / t["fused_nchw"], 2)
+                       if "explicit" in t and "fused_nchw" in t else None,
+                       "core_gflop": round(core / 1e9, 3), **diff, "reps": reps}
+                for v in VARIANTS:
+                    if v in t:
+                        row[f"{v}_core_gflop_s"] = round(core / t[v] / 1e9, 1)
+                    else:
+                        row[f"{v}_skipped"] = f"needs ~{gb:.1f} GB > --max-gb {max_gb}"
                 rows.append(row)
-                ex = (f"{row['explicit_ms']:11.1f} {row['explicit_over_fused']:14.2f}" if "explicit" in t
-                      else f"{'skipped':>11} {'':>14}")
-                print(f"{s:>4}x{s:<4} {n:9d} {c:4d} {batch:3d} {prec:>5} {row['fused_ms']:9.1f} {ex} "
-                      f"{row['core_gflop']:10.2f} {diff['max_abs_diff_o']:11.2e} {diff['max_abs_diff_dx']:9.2e} "
-                      f"{diff['max_abs_diff_dw']:9.2e}",
-                      flush=True)
+
+                ratio = row["explicit_over_fused_cl"]
+                print(f"{s:>4}x{s:<4} {n:9d} {c:4d} {batch:3d} {prec:>5} {_cell(ms, backend, 'fused_nchw', 16)} "
+                      f"{_cell(ms, backend, 'fused_cl', 16)} {_cell(ms, backend, 'explicit', 9)} {ratio if ratio is not None else '':>7} "
+                      f"{row['core_gflop']:10.2f} {diff['fused_cl_max_abs_diff_o']:11.2e} "
+                      f"{diff['fused_cl_max_abs_diff_dw']:9.2e}", flush=True)
     return rows
 
 
@@ -208,9 +266,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="16,32,64", help="map sizes S of part 1 (S x S positions); '' skips it")
     ap.add_argument("--channels", default="64,128", help="channels C of part 1's layer (queries/keys C/8)")
     ap.add_argument("--batch", type=int, default=0, help="part 1's batch; default 64, 16 above 32x32 maps")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--precision", default="fp32", help="part 1: fp32, bf16 (CPU autocast) or both: fp32,bf16")
-    ap.add_argument("--max-gb", type=float, default=8.0, help="skip the explicit path where it would need more")
+    ap.add_argument("--max-gb", type=float, default=8.0, help="skip the explicit path (and a math-fallback fused one) where it would need more")
     ap.add_argument("--step-resolutions", default="32,64", help="part 2's sagan resolutions; '' skips it")
     ap.add_argument("--loops", default="ganforge", help="part 2: ganforge, plain or ganforge,plain")
     ap.add_argument("--blocks", type=int, default=3)
