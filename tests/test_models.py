@@ -138,6 +138,7 @@ def test_a_few_steps_change_the_weights_and_freeze_nothing_permanently(model, k)
     # at the run's default precision (bf16 here where the CPU has it): a Wasserstein critic's output bias learns
     # only from the drift term, so progan computes its score in fp32; this catches a bf16 score again
     s = setup_for(model, k)
+    _off_zero_gradient_starts(s)
     before_G = [p.detach().clone() for p in s.G.parameters()]
     before_D = [p.detach().clone() for p in s.D.parameters()]
     # a growing network: one step at each stage (mid-fade), through the loop's schedule, so every layer runs
