@@ -97,10 +97,7 @@ def _off_zero_gradient_starts(s) -> None:
     hinge loss D's last bias gets none while the real and the fake logits (as many of each) all sit inside the
     margin, as they do at initialisation."""
     with torch.no_grad():
-        for name, p in s.G.named_parameters():
-            if name.endswith("gamma") and not p.any():
-                p.fill_(0.5)
-        for name, p in s.D.named_parameters():
+        for name, p in [*s.G.named_parameters(), *s.D.named_parameters()]:
             if name.endswith("gamma") and not p.any():
                 p.fill_(0.5)
         if s.cfg.train.loss == "hinge" and hasattr(s.D, "linear"):

@@ -249,12 +249,10 @@ class Discriminator(nn.Module):
             c_in = width(r)
             if r in attn:
                 self.attention[str(r)] = SelfAttention(c_in, cfg.attn_reduction, cfg.attn_pool)
-        c_last = c_in  # the paper's last block, at 4x4 (no pooling)
-        self.blocks.append(DBlock(c_in, c_last, down=False, first=False))
-        self.features = c_last
-        self.linear = sn(nn.Linear(c_last, 1))
+        self.blocks.append(DBlock(c_in, c_in, down=False, first=False))  # the paper's last block, at 4x4
+        self.linear = sn(nn.Linear(c_in, 1))
         if cfg.num_classes:
-            self.embed = sn(nn.Embedding(cfg.num_classes, c_last))  # the projection's class vectors
+            self.embed = sn(nn.Embedding(cfg.num_classes, c_in))  # the projection's class vectors
         _zero_biases(self)
 
     def forward(self, x, c=None):  # x: [N, C, H, W], c: [N] int64 or None -> logits [N]
@@ -268,12 +266,10 @@ class Discriminator(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """h: ReLU, then the sum over positions of the last block's features [N, features]."""
         h = x
-        r = x.shape[-1]
         for block in self.blocks:
             h = block(h)
-            r = h.shape[-1]
-            if block.down and str(r) in self.attention:
-                h = self.attention[str(r)](h)
+            if block.down and str(h.shape[-1]) in self.attention:
+                h = self.attention[str(h.shape[-1])](h)
         return F.relu(h).sum(dim=(2, 3))
 
 
