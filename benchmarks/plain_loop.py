@@ -267,3 +267,50 @@ class PlainSAGAN:
         g_loss.backward()
         self.opt_G.step()
         return d_loss.detach(), g_loss.detach()
+
+
+class PlainPix2Pix:
+    """A plain pix2pix step on ganforge's networks (ganforge's builder from `arch`, the same seed: identical U-Net
+    and PatchGAN, identical initial weights), written as junyanz/pytorch-CycleGAN-and-pix2pix's `Pix2PixModel`
+    writes it: fp32, contiguous (NCHW) tensors, default `torch.optim.Adam(lr 2e-4, betas (0.5, 0.999))`.
+
+    forward: fake_B = G(real_A). D step: BCE-with-logits of D(cat(A, fake_B.detach())) against a tensor of zeros
+    and of D(cat(A, real_B)) against ones, halved. G step, D's weights frozen (set_requires_grad(D, False), as
+    that code does): BCE of D(cat(A, fake_B)) against ones plus 100 x L1(fake_B, real_B)."""
+
+    def __init__(self, arch, resolution: int, channels: int, batch: int, lr: float = 2e-4, lambda_l1: float = 100.0,
+                 seed: int = 0, device="cpu"):
+        spec = get_model("pix2pix")
+        torch.manual_seed(seed)
+        G, D = spec.build(arch, resolution, channels)
+        self.G, self.D, self.lambda_l1 = G.to(device), D.to(device), lambda_l1
+        self.conditional = D.conditional
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.bce = torch.nn.BCEWithLogitsLoss()
+
+    def _gan(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        return self.bce(logits, torch.ones_like(logits) if real else torch.zeros_like(logits))
+
+    def _d(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # the port concatenates itself and calls an unconditional netD; ours takes the pair (the same tensors)
+        return self.D(b, a) if self.conditional else self.D(b)
+
+    def step(self, real_b: torch.Tensor, real_a: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        real_a = real_b.flip(-1) if real_a is None else real_a
+        fake_b = self.G(real_a)
+        # D
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        self.opt_D.zero_grad()
+        d_loss = (self._gan(self._d(real_a, fake_b.detach()), False) + self._gan(self._d(real_a, real_b), True)) * 0.5
+        d_loss.backward()
+        self.opt_D.step()
+        # G
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        self.opt_G.zero_grad()
+        g_loss = self._gan(self._d(real_a, fake_b), True) + self.lambda_l1 * F.l1_loss(fake_b, real_b)
+        g_loss.backward()
+        self.opt_G.step()
+        return d_loss.detach(), g_loss.detach()

@@ -194,6 +194,37 @@ def conditional_section() -> list[str]:
     return lines
 
 
+def translation_section() -> list[str]:
+    """pix2pix against the same U-Net trained on L1 alone, on held-out pairs (benchmarks/translation.py)."""
+    path = RESULTS / "translation.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if not data:
+        return ["No translation results yet: run `make bench-pix2pix`."]
+    lines = [
+        "Command: `make bench-pix2pix` (`benchmarks/pix2pix_quality.sh`). Each pair of runs trained for the same "
+        "minutes side by side, one core each, with the same seed and ganforge's CPU preset (U-Net and PatchGAN at "
+        "ngf = ndf = 32, batch 32). `l1` is the paper's L1-only ablation (`--set recipe.lambda_gan=0`: D is never "
+        "run, so it sees more images in the same time). Both are judged on every held-out test pair, translated "
+        "with the paper's test-time dropout (seed 0): L1 is the mean absolute error to the ground truth (pixels "
+        "in [0, 1]); FID and KID compare the outputs with the ground-truth images in the targets' domain "
+        "classifier's features. edges2fashion is where pix2pix's CPU preset was chosen; gray2emoji was held out.",
+        "",
+        "| data | model | images shown | test pairs | L1 to truth | FID | KID |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, e in sorted(data.items()):
+        kid = e["kid"]
+        lines.append(f"| {e['data']} ({e['resolution']}px) | {'pix2pix (cGAN + 100 L1)' if e['variant'] == 'pix2pix' else 'L1 only'} "
+                     f"| {e['images_seen']:,} | {e['pairs']['n']:,} | {e['l1']:.4f} | **{e['fid']:.3f}** | "
+                     f"{kid['mean']:.4f} +- {kid['std']:.4f} |")
+    pics = [f"![{d}](images/pix2pix-{d}.png)" for d in ("edges2fashion", "gray2emoji")
+            if (RESULTS.parent / "images" / f"pix2pix-{d}.png").exists()]
+    if pics:
+        lines += ["", "Columns, four pairs per row: input | L1 only | pix2pix | truth (the first test pairs).", "",
+                  *pics]
+    return lines
+
+
 def progan_section() -> list[str]:
     """Rows keyed MODEL@DATA (emoji, a user folder: no test split, so samples against the training images), and
     the Fashion-MNIST progan row, with the speed of each stage."""
@@ -365,6 +396,7 @@ def main() -> None:
            "## Quality at a budget: Fashion-MNIST", "", *quality_section(), "",
            "## Emoji and a folder of your own: Progressive GAN, StyleGAN, StyleGAN2", "", *progan_section(), "",
            "## Class-conditional: SAGAN and conditional DCGAN", "", *conditional_section(), "",
+           "## Image-to-image translation: pix2pix against L1 alone", "", *translation_section(), "",
            "## Small data: augmenting what D sees", "", *augment_section(), "",
            "## Feature extractors", "", "Accuracy on the dataset's test split (emoji, which has none: on its "
            "held-out 15% per Unicode group, a fixed hash split the training never sees), read from the shipped "

@@ -26,6 +26,10 @@ fused scaled_dot_product_attention, the model's default.
     python benchmarks/train_speed.py [--models dcgan,gan] [--batch-size 64] [--blocks 5] [--steps 10]
     python benchmarks/train_speed.py --models progan --resolution 32 [--channels 1] [--alpha 1]
     python benchmarks/train_speed.py --models sagan --resolution 64 [--classes 9]
+    python benchmarks/train_speed.py --models pix2pix [--resolution 64]
+
+pix2pix: ganforge's CPU preset (ngf = ndf = 32, batch 32) on both sides; the plain step is junyanz's
+Pix2PixModel (fp32, NCHW, default Adam, BCE against target tensors, D frozen in G's step as that code does).
 
 With --json, each row is merged into the file under its key (model, resolution, channels, batch, stage), so
 runs of different models or resolutions add up; benchmarks/report.py renders them.
@@ -50,7 +54,7 @@ from ganforge.train.ema import EMA
 from ganforge.train.loop import build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from plain_loop import PlainLoop, PlainProGAN, PlainSAGAN, PlainStyleGAN2  # noqa: E402
+from plain_loop import PlainLoop, PlainPix2Pix, PlainProGAN, PlainSAGAN, PlainStyleGAN2  # noqa: E402
 from results_file import speed_entries, speed_key, update_results  # noqa: E402
 
 
@@ -78,6 +82,9 @@ def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device
         loop = PlainSAGAN(cfg.arch, resolution, channels, batch, lr_g=t.lr_g, lr_d=t.lr_d, betas=t.betas,
                           device=device)
         return lambda real: loop.step(real, labels)
+    if model == "pix2pix":  # the same U-Net and PatchGAN, junyanz's Pix2PixModel step; input = the target flipped
+        return PlainPix2Pix(cfg.arch, resolution, channels, batch, lr=cfg.train.lr_g,
+                            lambda_l1=cfg.recipe.lambda_l1, device=device).step
     loop = PlainLoop(model, resolution, channels, batch, device=device)
     return loop.step
 
@@ -98,6 +105,8 @@ def ganforge_step_fn(model: str, resolution: int, channels: int, batch: int, dev
         b = {"image": real.contiguous(memory_format=s.memory_format)}
         if labels is not None:
             b["label"] = labels
+        if "source" in s.recipe.needs(cfg):  # a translator: the plain step's input, the target flipped
+            b["source"] = real.flip(-1).contiguous(memory_format=s.memory_format)
         inputs = to_device(s.recipe.inputs(batch, gen, b), s.device)
         out = s.train_step(b, inputs, state["step"], schedule)
         state["step"] += 1
@@ -229,7 +238,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
     ap.add_argument("--json", help="also merge the results into this file")
     args = ap.parse_args()
-    res = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32, "sagan": 32}
+    res = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32, "sagan": 32, "pix2pix": 32}
     peak = peak_gflops()
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
@@ -238,9 +247,9 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         resolution = args.resolution or res[model]
-        style, sagan = model == "stylegan2", model == "sagan"
-        channels = args.channels or (3 if (growing(model) or style or sagan) and resolution >= 64 else 1)
-        batch = args.batch_size or (0 if growing(model) or style or sagan else 64)
+        style, sagan, own = model == "stylegan2", model == "sagan", model in ("sagan", "stylegan2", "pix2pix")
+        channels = args.channels or (3 if (growing(model) or own) and resolution >= 64 else 1)
+        batch = args.batch_size or (0 if growing(model) or own else 64)
         # whole lazy-regularisation cycles per timed block (R1 every 16 steps, path length every 4)
         steps = -(-args.steps // 16) * 16 if style else args.steps
         # sagan: class-conditional as on its data (Fashion-MNIST's 10 classes, emoji's 9); a --set may override

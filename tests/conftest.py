@@ -28,7 +28,17 @@ TINY = {
     # G 32, 16, 8 channels at 4, 8, 16px, D 8, 16, 16; attention at 8px in both. Unconditional unless a test asks
     # (SAGAN's default, -2, follows the data, and the test data sets have labels)
     "sagan": {"arch": {"ch": 8, "z_dim": 16, "num_classes": 0}},
+    # U-Net 4, 8, 16, 32 channels down to 1x1; PatchGAN 16px patches; on edges2fashion (made from the test's
+    # synthetic Fashion-MNIST): a translator trains on pairs
+    "pix2pix": {"arch": {"ngf": 4, "ndf": 4}, "data": {"name": "edges2fashion"}},
 }
+
+
+def translates(model: str) -> bool:
+    """Whether a registered model translates images (its recipe needs a source image in every batch)."""
+    from ganforge.registry import get_model
+
+    return get_model(model).recipe == "paired"
 
 
 def conditional_variants(models: list[str]) -> list[tuple[str, int]]:
@@ -44,9 +54,10 @@ def conditional_variants(models: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def patterns_data(copies: int = 64, resolution: int = 16):
+def patterns_data(copies: int = 64, resolution: int = 16, paired: bool = False):
     """Four fixed grey 16x16 patterns (bars, a square, a diagonal band), `copies` of each: a dataset a GAN
-    learns in seconds. Returns (ImageData, patterns as floats [4, 1, R, R] in [-1, 1])."""
+    learns in seconds. Returns (ImageData, patterns as floats [4, 1, R, R] in [-1, 1]). `paired`: each pattern
+    is the target of its negative (a translator's pairs: source = 255 - image)."""
     import torch
 
     from ganforge.data.sources import ImageData, to_unit_range
@@ -61,7 +72,8 @@ def patterns_data(copies: int = 64, resolution: int = 16):
     p[3, 0] = ((idx[:, None] - idx[None, :]).abs() < q // 2 + 1).to(torch.uint8) * 255  # a diagonal band
     images = p.repeat(copies, 1, 1, 1)
     labels = torch.arange(4).repeat(copies)
-    data = ImageData("patterns", "tests", fields={"image": images}, labels=labels, classes=("h", "v", "sq", "diag"))
+    fields = {"image": images, **({"source": 255 - images} if paired else {})}
+    data = ImageData("patterns", "tests", fields=fields, labels=labels, classes=("h", "v", "sq", "diag"))
     return data, to_unit_range(p)
 
 

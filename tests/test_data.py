@@ -609,10 +609,12 @@ def test_pairs_from_A_and_B_folders_match_by_name_and_odd_pairs_are_an_error(tmp
     for name, value in (("x", 10), ("y", 200)):
         _png(tmp_path / "p" / "A" / f"{name}.png", np.full((8, 8), value, np.uint8))
         _png(tmp_path / "p" / "B" / f"{name}.png", np.full((8, 8), 255 - value, np.uint8))
-    _png(tmp_path / "p" / "B" / "only-in-b.png", np.zeros((8, 8), np.uint8))
     data = load_data(str(tmp_path / "p"), 8, needs={"image", "source"})
     assert len(data) == 2
     assert (data.at(8, "source")[:, 0, 0, 0] + data.at(8, "image")[:, 0, 0, 0]).tolist() == [255, 255]
+    _png(tmp_path / "p" / "B" / "only-in-b.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(GanforgeError, match="only-in-b.png.*no partner"):  # never silently dropped
+        load_data(str(tmp_path / "p"), 8, needs={"image", "source"})
     _png(tmp_path / "square" / "0.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(GanforgeError, match="width twice the height"):
         load_data(str(tmp_path / "square"), 8, needs={"image", "source"})

@@ -212,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default="auto", help="auto, cpu, cuda (the first GPU)")
 
+    x = sub.add_parser("translate", help="translate an image or a folder of images with an image-to-image model "
+                                         "(pix2pix)")
+    x.add_argument("run", metavar="RUN_OR_CKPT")
+    x.add_argument("--input", required=True, help="an image, or a folder of images (read recursively)")
+    x.add_argument("--out", required=True, help="folder for the translations (PNG, named as the inputs)")
+    x.add_argument("--seed", type=int, default=0, help="fixes the test-time dropout (the model's noise)")
+    x.add_argument("--no-dropout", action="store_true", help="deterministic outputs: dropout off when translating "
+                                                             "(the paper keeps it on)")
+    x.add_argument("--compare", action="store_true", help="write input | output side by side instead")
+    x.add_argument("--force", action="store_true", help="overwrite existing files")
+    x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--out", required=True)
@@ -471,6 +483,16 @@ def cmd_eval(args) -> None:
         from .sampling import load
 
         gen = load(args.run, device=args.device)
+        if gen.translates:  # held-out pairs: L1 to the truth, and the outputs' FID against the truths
+            from .metrics.translation import translation_metrics
+
+            if args.real or args.fake:
+                raise GanforgeError("a translation model is judged on held-out pairs: give --data (paired data) "
+                                    "and --split, not --real/--fake")
+            result = translation_metrics(gen, args.data, args.split, args.n, args.seed, metrics, args.extractor,
+                                         args.kid_subset_size, str(device))
+            print(json.dumps(result, indent=1))
+            return
         fake = ImageSet(to_uint8(gen.sample(args.n, seed=args.seed), "samples"),
                         f"{gen.cfg.model} samples ({gen.source})", gen.cfg.data.name)
         ref = args.real or args.data or gen.cfg.data.name
@@ -496,6 +518,62 @@ def cmd_eval(args) -> None:
     print(json.dumps(result, indent=1))
 
 
+def cmd_translate(args) -> None:
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from .data.sources import IMAGE_EXTENSIONS, _read_errors, _to_array
+    from .sampling import load
+    from .viz import to_hwc_uint8
+
+    src, out = Path(args.input), Path(args.out)
+    if not src.exists():
+        raise GanforgeError(f"--input {src} does not exist")
+    if out.suffix:
+        raise GanforgeError(f"--out {out} looks like a file; it must be a folder")
+    gen = load(args.run, device=args.device)
+    if not gen.translates:
+        raise GanforgeError(f"{args.run} is a {gen.cfg.model}: it translates no images (ganforge sample draws it); "
+                            f"translation needs an image-to-image model such as pix2pix")
+    if args.no_dropout:
+        for m in gen.net.modules():
+            if hasattr(m, "at_test"):
+                m.at_test = False
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise GanforgeError(f"no images in {src} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
+        targets = [out / p.relative_to(src).with_suffix(".png") for p in files]
+    else:
+        files, targets = [src], [out / (src.stem + ".png")]
+    _check_free(targets, args.force)
+    from PIL import Image
+
+    done, bad = 0, []
+    for i, (f, target) in enumerate(zip(files, targets)):
+        try:
+            with Image.open(f) as img:
+                img.load()
+                arr = _to_array(img, gen.channels)
+        except _read_errors() as e:
+            if not src.is_dir():
+                raise GanforgeError(f"{f} cannot be read as an image ({type(e).__name__}: {e})") from None
+            bad.append(f"{f.name} ({type(e).__name__})")
+            continue
+        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        y = gen.translate(x, seed=args.seed + i)
+        shown = torch.cat([x.expand(-1, y.shape[1], -1, -1), y], -1) if args.compare else y
+        target.parent.mkdir(parents=True, exist_ok=True)
+        arr = to_hwc_uint8(shown)[0]
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(target)
+        done += 1
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable file(s): {', '.join(bad[:5])}", stacklevel=1)
+    print(f"{done} image(s) translated by {gen.cfg.model} ({gen.resolution}px) -> {out}/")
+
+
 def cmd_export(args) -> None:
     from .sampling import export
 
@@ -504,7 +582,8 @@ def cmd_export(args) -> None:
 
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
          "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
-         "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "export": cmd_export}
+         "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "translate": cmd_translate,
+         "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ class DataConfig:
     stream: str = "auto"         # folders: auto (streamed from disk when larger than memory_mb), always, never
     memory_mb: float = 4096      # in-memory budget for a folder and its cached resolutions
     workers: int = -1            # DataLoader workers for streamed folders (-1 = min(4, CPU cores))
+    direction: str = "AtoB"      # paired data: AtoB translates A (left half / A/) into B; BtoA the reverse
 
 
 @dataclass
@@ -262,9 +263,10 @@ def _runs_on_cpu(merged: dict) -> bool:
 
 
 def _dataset_names() -> set[str]:
+    from .data.paired import PAIRED
     from .data.sources import DATASETS, RENDERED
 
-    return set(DATASETS) | set(RENDERED)
+    return set(DATASETS) | set(RENDERED) | set(PAIRED)
 
 
 def validate(cfg: RunConfig) -> None:

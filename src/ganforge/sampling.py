@@ -45,6 +45,11 @@ class Generator:
         return self.capabilities["conditional"]
 
     @property
+    def translates(self) -> bool:
+        """Whether G maps an input image to an output image (pix2pix) rather than a latent to an image."""
+        return self.capabilities["translates"]
+
+    @property
     def has_mapping(self) -> bool:
         """Whether G maps z to an intermediate latent w first (StyleGAN's mapping network)."""
         return self.capabilities["has_mapping"]
@@ -151,6 +156,36 @@ class Generator:
 
     def sample(self, n: int, seed: int | None = 0, truncation: float | None = None, labels=None) -> torch.Tensor:
         return self.generate(self.inputs(n, seed, truncation, labels))
+
+    # -- image-to-image translation (models that `translates`)
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, seed: int | None = 0, batch_size: int = 64) -> torch.Tensor:
+        """Input images [N, C, H, W] in [-1, 1] (any size; grey or colour) -> the model's translations, [N, C', H,
+        W] in [-1, 1] at the inputs' size (float32, on the CPU). Inputs of another size are resized to the
+        model's resolution (antialiased) and the outputs back; grey inputs of a colour model are repeated,
+        colour inputs of a grey model averaged. `seed` fixes the test-time dropout (the model's only noise)."""
+        if not self.translates:
+            raise GanforgeError(f"{self.origin} is a {self.cfg.model}: it generates from latents and translates "
+                                f"no images (use sample); translation needs a model such as pix2pix")
+        x = torch.as_tensor(images)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
+            raise GanforgeError(f"images must have shape [N, 1 or 3, H, W], got {list(x.shape)}")
+        x = x.float()
+        size = tuple(x.shape[-2:])
+        r = self.resolution
+        if size != (r, r):
+            x = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True, align_corners=False)
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(0 if seed is None else seed)
+            out = torch.cat([self.net(source=part.to(self.device)).float().cpu() for part in x.split(batch_size)])
+        if size != (r, r):
+            out = torch.nn.functional.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return out.clamp(-1, 1)
 
     # -- W space (models with a mapping network)
 

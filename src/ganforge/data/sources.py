@@ -83,7 +83,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 
 
 def _idx_dir_ok(folder: Path, split: str) -> bool:
-    return all(_find_idx(folder, f) for f in IDX_FILES[split])
+    return split in IDX_FILES and all(_find_idx(folder, f) for f in IDX_FILES[split])
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -225,6 +225,7 @@ class FolderIndex:
     channels: int
     paired: str = ""              # "" | "side-by-side" | "folders"
     skipped: list[str] | None = None
+    direction: str = "AtoB"       # paired: "BtoA" serves B as the source and A as the image
 
     def nbytes(self, resolution: int) -> int:
         fields = 2 if self.paired else 1
@@ -235,47 +236,123 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def index_folder(path: Path, channels: int | None = None, paired: bool = False) -> FolderIndex:
+SPLIT_DIRS = ("train", "val", "test")  # pix2pix's datasets: facades/train, facades/val, facades/test
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def _split_subfolders(folder: Path) -> list[str]:
+    return [d for d in SPLIT_DIRS if (folder / d).is_dir()]
+
+
+def _pick_split(folder: Path, split: str) -> Path:
+    """folder/train for split "train"; folder/test, else folder/val, for "test"; any other split by its name."""
+    wanted = ("train",) if split == "train" else ("test", "val") if split == "test" else (split,)
+    for w in wanted:
+        if (folder / w).is_dir():
+            return folder / w
+    has = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir())
+    raise GanforgeError(f"{folder} has no {' or '.join(w + '/' for w in wanted)} subfolder for the {split} split "
+                        f"(it has {', '.join(has) or 'no subfolders'})")
+
+
+def _paired_layout(path: Path, split: str) -> tuple[str, Path, Path | None]:
+    """Where a paired folder's `split` lies: ("folders", A, B) or ("side-by-side", folder, None).
+
+    The layouts of pix2pix's datasets: side-by-side A|B images in path/train, path/val, path/test (or flat in
+    path); A/ and B/ subfolders of matching names, each with train/ and test/ inside (path/A/train/x.png <->
+    path/B/train/x.png), or inside each split (path/train/A, path/train/B), or flat. Split "train" reads train/;
+    "test" reads test/, else val/. A folder without split subfolders serves all its files for every split:
+    nothing is held out there."""
+    a, b = path / "A", path / "B"
+    if a.is_dir() and b.is_dir():
+        if _split_subfolders(a) or _split_subfolders(b):
+            return "folders", _pick_split(a, split), _pick_split(b, split)
+        return "folders", a, b
+    root = _pick_split(path, split) if _split_subfolders(path) else path
+    if (root / "A").is_dir() and (root / "B").is_dir():
+        return "folders", root / "A", root / "B"
+    return "side-by-side", root, None
+
+
+def _by_name(root: Path) -> dict[Path, Path]:
+    """A/ or B/'s images keyed by their path below it without the extension (x.png and x.jpg are one name)."""
+    out: dict[Path, Path] = {}
+    for p in _image_files(root):
+        key = p.relative_to(root).with_suffix("")
+        if key in out:
+            raise GanforgeError(f"{p} and {out[key].name} share the name {key} in {root}: paired data needs one "
+                                f"file per name in A/ and B/")
+        out[key] = p
+    return out
+
+
+def _pair_by_name(a_root: Path, b_root: Path) -> list[tuple[Path, Path]]:
+    """(A, B) files of the same name; a file with no partner is an error naming it (never silently dropped)."""
+    a, b = _by_name(a_root), _by_name(b_root)
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        lone, other = (a[only_a[0]], b_root) if only_a else (b[only_b[0]], a_root)
+        more = len(only_a) + len(only_b) - 1
+        raise GanforgeError(f"{lone} has no partner of the same name in {other}/ (paired data needs matching names "
+                            f"in A/ and B/){f'; {more} more file(s) lack one too' if more else ''}")
+    return [(a[k], b[k]) for k in sorted(a)]
+
+
+def index_folder(path: Path, channels: int | None = None, paired: bool = False, split: str = "train") -> FolderIndex:
     """List a folder's images. Subfolders are classes (as torchvision's ImageFolder) when every image lies in
-    one of at least two subfolders. For paired data (pix2pix): subfolders A/ and B/ of matching file names,
-    else side-by-side A|B images. Files whose header cannot be read are skipped and reported."""
+    one of at least two subfolders. Paired data (pix2pix; see `_paired_layout` for the layouts and how `split`
+    picks train/, test/ or val/) has no class labels: subfolders A/ and B/ of matching names, else side-by-side
+    A|B images. A lone file in A/ or B/, an A and B of different sizes, a side-by-side image of odd width or
+    not twice as wide as high are errors naming the file, found from headers before any training. Files whose
+    header cannot be read are skipped and reported."""
     from PIL import Image
 
     path = Path(path)
     if not path.is_dir():
         raise GanforgeError(f"{path} is not a folder of images")
-    if paired and (path / "A").is_dir() and (path / "B").is_dir():
-        a = {p.relative_to(path / "A").with_suffix(""): p for p in _image_files(path / "A")}
-        b = {p.relative_to(path / "B").with_suffix(""): p for p in _image_files(path / "B")}
-        common = sorted(set(a) & set(b))
-        if not common:
-            raise GanforgeError(f"{path}: A/ and B/ share no file names; paired data needs matching names")
-        files, mode = [(a[k], b[k]) for k in common], "folders"
-        probe = [p for pair in files for p in pair]
+    root = path
+    if paired:
+        mode, root, b_root = _paired_layout(path, split)
+        if mode == "folders":
+            files = _pair_by_name(root, b_root)
+            probe = [p for pair in files for p in pair]
+            root = Path(os.path.commonpath([root, b_root]))
+        else:
+            files = probe = _image_files(root)
     else:
-        files = _image_files(path)
-        mode = "side-by-side" if paired else ""
-        probe = files
+        files = probe = _image_files(path)
+        mode = ""
     if not files:
-        raise GanforgeError(f"no images in {path} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
-    bad, grey, ok = [], True, set()
+        raise GanforgeError(f"no images in {root} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
+    bad, grey, ok, sizes = [], True, set(), {}
     for f in probe:
         try:
             with Image.open(f) as img:
-                if paired and mode == "side-by-side" and img.size[0] != 2 * img.size[1]:
+                w, h = img.size
+                if mode == "side-by-side" and w % 2:
                     raise GanforgeError(
-                        f"{f} is {img.size[0]}x{img.size[1]}: paired data needs side-by-side A|B images (width "
-                        f"twice the height) or subfolders A/ and B/ of matching names")
+                        f"{f} is {w}x{h}: its width is odd, so it does not split into two halves A|B (paired data "
+                        f"needs side-by-side images of width twice the height)")
+                if mode == "side-by-side" and w != 2 * h:
+                    raise GanforgeError(
+                        f"{f} is {w}x{h}: paired data needs side-by-side A|B images (width twice the height) or "
+                        f"subfolders A/ and B/ of matching names")
                 img.verify()  # reads the file through: a truncated or corrupt one is found now, not mid-training
                 grey = grey and _native_channels(img.mode) == 1
             ok.add(f)
+            sizes[f] = (w, h)
         except _read_errors() as e:
             bad.append(f"{f.name} ({type(e).__name__})")
+    if mode == "folders":
+        for fa, fb in files:
+            if fa in ok and fb in ok and sizes[fa] != sizes[fb]:
+                raise GanforgeError(f"{fa} is {sizes[fa][0]}x{sizes[fa][1]} but its partner {fb} is "
+                                    f"{sizes[fb][0]}x{sizes[fb][1]}: a pair's A and B must have the same size")
     files = [f for f in files if (all(p in ok for p in f) if isinstance(f, tuple) else f in ok)]
     if not files:
-        raise GanforgeError(f"none of the {len(probe)} image files in {path} could be read: {', '.join(bad[:5])}")
+        raise GanforgeError(f"none of the {len(probe)} image files in {root} could be read: {', '.join(bad[:5])}")
     labels, classes = None, ()
-    if mode != "folders":
+    if not paired:
         tops = [f.relative_to(path).parts for f in files]
         if all(len(t) > 1 for t in tops) and len({t[0] for t in tops}) >= 2:
             classes = tuple(sorted({t[0] for t in tops}))
@@ -284,9 +361,9 @@ def index_folder(path: Path, channels: int | None = None, paired: bool = False) 
     if channels is None:
         channels = 1 if grey else 3
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable file(s) of {len(probe)} in {path}: "
+        warnings.warn(f"skipped {len(bad)} unreadable file(s) of {len(probe)} in {root}: "
                       f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", stacklevel=2)
-    return FolderIndex(path, files, labels, classes, channels, mode, bad)
+    return FolderIndex(root, files, labels, classes, channels, mode, bad)
 
 
 def _keep_decodable(index: FolderIndex) -> FolderIndex:
@@ -315,9 +392,13 @@ def _keep_decodable(index: FolderIndex) -> FolderIndex:
 def read_item(index: FolderIndex, i: int, resolution: int) -> dict[str, np.ndarray]:
     f = index.files[i]
     if index.paired == "folders":
-        return {"source": read_image(f[0], resolution, index.channels)["image"],
-                "image": read_image(f[1], resolution, index.channels)["image"]}
-    return read_image(f, resolution, index.channels, paired=index.paired == "side-by-side")
+        out = {"source": read_image(f[0], resolution, index.channels)["image"],
+               "image": read_image(f[1], resolution, index.channels)["image"]}
+    else:
+        out = read_image(f, resolution, index.channels, paired=index.paired == "side-by-side")
+    if index.paired and index.direction == "BtoA":
+        out = {"source": out["image"], "image": out["source"]}
+    return out
 
 
 def load_folder(path: Path, resolution: int, channels: int | None = None) -> tuple[torch.Tensor, dict]:
@@ -487,17 +568,50 @@ def _grey_as(images: torch.Tensor, channels: int | None) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1).contiguous() if channels == 3 else images
 
 
+def _paired_sets() -> dict:
+    from .paired import PAIRED  # paired.py builds on this module
+
+    return PAIRED
+
+
+def _known_names() -> list[str]:
+    return [*DATASETS, *RENDERED, *_paired_sets()]
+
+
+def _directed(data: ImageData, direction: str) -> ImageData:
+    """In-memory paired data served the other way round when `direction` is BtoA."""
+    if direction == "BtoA" and data.fields is not None and "source" in data.fields:
+        f = data.fields
+        data.fields = {**f, "image": f["source"], "source": f["image"]}
+        data._cache.clear()
+    return data
+
+
 def load_data(data: str, resolution: int, split: str = "train", channels: int | None = None,
               needs: tuple[str, ...] | set[str] = ("image",), stream: str = "auto",
-              memory_mb: float = 4096) -> ImageData:
-    """`data` is a dataset name (see DATASETS) or a path: a folder of images, or a folder of IDX files.
+              memory_mb: float = 4096, direction: str = "AtoB") -> ImageData:
+    """`data` is a dataset name (see DATASETS, RENDERED and paired.PAIRED) or a path: a folder of images, or a
+    folder of IDX files.
 
-    `needs` says which batch keys the recipe will ask for: with "source", a folder is read as paired data.
-    `stream`: "auto" streams a folder from disk when it would not fit in `memory_mb`; "always"; "never".
+    `needs` says which batch keys the recipe will ask for: with "source", a folder is read as paired data
+    (`image` the target B, `source` the generator's input A; `direction` "BtoA" swaps them). The named paired
+    datasets (edges2fashion, gray2emoji) always give both. `stream`: "auto" streams a folder from disk when it
+    would not fit in `memory_mb`; "always"; "never".
     """
+    if direction not in DIRECTIONS:
+        raise GanforgeError(f"data.direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     budget = int(memory_mb * 2**20)
     paired = "source" in needs
+    paired_sets = _paired_sets()
+    if data in paired_sets:
+        out = paired_sets[data](resolution, split, channels)
+        out.budget = budget
+        return _directed(out, direction)
     if data in RENDERED:
+        if paired:
+            pairs = [n for n in paired_sets if data in n]
+            raise GanforgeError(f"{data} has no paired images; a paired model needs a paired dataset "
+                                f"({', '.join(pairs or paired_sets)}) or a folder of A|B images")
         if split != "train":
             raise GanforgeError(f"{data} has no {split} split")
         folder = load_data(str(rendered_folder(data, resolution)), resolution, "train", channels, needs, stream,
@@ -506,7 +620,9 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
         return folder
     if data in DATASETS:
         if paired:
-            raise GanforgeError(f"{data} has no paired images; a paired model needs a folder of A|B images")
+            analogue = {"fashion-mnist": "edges2fashion (Fashion-MNIST's Canny edges -> the item)"}.get(data)
+            raise GanforgeError(f"{data} has no paired images; a paired model needs a paired dataset "
+                                f"({analogue or ', '.join(paired_sets)}) or a folder of A|B images")
         ds = DATASETS[data]
         folder = locate(data, split)
         images, labels = load_idx_dataset(folder, split)
@@ -514,13 +630,15 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
                          labels=labels, classes=ds.classes, budget=budget)
     path = Path(data).expanduser()
     if not path.exists():
-        raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join([*DATASETS, *RENDERED])}) nor "
-                            f"an existing path")
+        raise GanforgeError(f"--data {data!r} is neither a known dataset ({', '.join(_known_names())}) nor an "
+                            f"existing path")
     if path.is_dir() and _idx_dir_ok(path, split):
         images, labels = load_idx_dataset(path, split)
         return ImageData(path.name, str(path), fields={"image": _grey_as(resize_uint8(images, resolution), channels)},
                          labels=labels, classes=tuple(str(i) for i in range(int(labels.max()) + 1)), budget=budget)
-    index = index_folder(path, channels, paired)
+    index = index_folder(path, channels, paired, split)
+    if paired:
+        index = dataclasses.replace(index, direction=direction)
     report = {"source": str(path), "found": len(index.files) + len(index.skipped), "loaded": len(index.files),
               "skipped": len(index.skipped), "skipped_files": list(index.skipped)}
     labels = torch.tensor(index.labels, dtype=torch.int64) if index.labels is not None else None
@@ -572,14 +690,19 @@ def data_status() -> list[dict]:
         where = None
     rows.append({"name": "emoji", "found": where, "classes": 9,
                  "install": "apt-get install fonts-noto-color-emoji unicode-data"})
-    return rows
+    from .paired import paired_status
+
+    return rows + paired_status()
 
 
 def prepare(name: str) -> Path:
     """Find `name`, downloading it into the cache when it is nowhere on this machine."""
     if name in RENDERED:
         return rendered_folder(name, 64)
+    if name in _paired_sets():
+        from .paired import prepare_paired
+
+        return prepare_paired(name)
     if name not in DATASETS:
-        raise GanforgeError(f"unknown dataset {name!r}; known: {', '.join([*DATASETS, *RENDERED])} (or a folder "
-                            f"path)")
+        raise GanforgeError(f"unknown dataset {name!r}; known: {', '.join(_known_names())} (or a folder path)")
     return locate(name, "train", download=True)

@@ -24,8 +24,14 @@ DOMAIN = {"fashion-mnist-classifier": "fashion-mnist", "mnist-classifier": "mnis
 EXTRACTORS = (INCEPTION, *DOMAIN)
 
 
+# paired datasets whose targets are a domain that has a classifier (their outputs are measured there)
+TARGET_DOMAIN = {"edges2fashion": "fashion-mnist", "gray2emoji": "emoji"}
+
+
 def default_extractor(dataset: str | None) -> str:
-    """The domain classifier for the datasets that have one; Inception for everything else."""
+    """The domain classifier for the datasets that have one (a paired set's: its targets'); Inception for
+    everything else."""
+    dataset = TARGET_DOMAIN.get(dataset, dataset)
     for name, ds in DOMAIN.items():
         if ds == dataset:
             return name

@@ -101,6 +101,7 @@ def to_device(inputs: dict, device) -> dict:
 from .unconditional import Unconditional, UnconditionalConfig  # noqa: E402,F401 (the public names)
 from .progressive import Progressive, ProgressiveConfig  # noqa: E402,F401
 from .style import StyleGAN2Recipe, StyleGANRecipe  # noqa: E402,F401
+from .paired import Paired, PairedConfig  # noqa: E402,F401
 
 RECIPES = {"unconditional": Unconditional, "progressive": Progressive, "stylegan": StyleGANRecipe,
-           "stylegan2": StyleGAN2Recipe}
+           "stylegan2": StyleGAN2Recipe, "paired": Paired}

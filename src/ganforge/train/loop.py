@@ -171,9 +171,26 @@ def grid_layout(n: int, num_classes: int) -> tuple[int, int | None]:
     return rows * cols, cols
 
 
-def grid_inputs(recipe, n: int, seed: int) -> dict:
+def translates(recipe) -> bool:
+    """Whether the run's G translates images (pix2pix): its inputs come from the data, not from a seed."""
+    return bool(getattr(recipe.G, "translates", False))
+
+
+def fixed_pairs(data: ImageData, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """n pairs of the data chosen by `seed`, as a batch on the CPU ({"source", "image"} in [-1, 1]): what a
+    translating model's grids and evaluation translate, the same in every grid and across resumes."""
+    from ..data.sources import IMAGE_KEYS, to_unit_range
+
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return {k: to_unit_range(v) if k in IMAGE_KEYS else v for k, v in data.take(idx).items()}
+
+
+def grid_inputs(recipe, n: int, seed: int, data: ImageData | None = None) -> dict:
     """The inputs of the progress grids: the same in every grid and across resumes; a conditional model's
-    grid has one row per class (see grid_layout)."""
+    grid has one row per class (see grid_layout); a translating model's grid translates fixed pairs of the
+    data (a quarter as many: each is shown as input | output | target)."""
+    if translates(recipe):
+        return recipe.inputs(n, None, batch=fixed_pairs(data, max(1, n // 4), seed + 777))
     g = torch.Generator().manual_seed(seed + 777)
     labels = None
     k = getattr(recipe.G, "num_classes", 0)
@@ -208,8 +225,12 @@ class Trainer:
         self.best_fid = math.inf
         self._eval_reference = None
         self._health_reals: dict[int, torch.Tensor] = {}
-        self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
+        self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed, data)
         self.grid_nrow = grid_layout(cfg.train.sample_grid, getattr(s.G, "num_classes", 0))[1]
+        self.grid_targets = None
+        if translates(self.recipe):  # rows of (input | output | target) triples, four per row
+            self.grid_targets = fixed_pairs(data, len(self.grid["source"]), cfg.train.seed + 777)["image"]
+            self.grid_nrow = 3 * min(4, len(self.grid_targets))
         s.apply_schedule(self.recipe.schedule(0))  # a growing run starts (and shows step 0) at its first stage
 
     # -- state
@@ -277,8 +298,14 @@ class Trainer:
         return images
 
     def write_samples(self) -> torch.Tensor:
+        """The progress grid of this step; returns the generated images (a translator's outputs alone)."""
         images = self._generate(self.grid)
-        save_grid(images, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow)
+        shown = images
+        if self.grid_targets is not None:
+            shown = torch.stack([self.grid["source"].float(), images, self.grid_targets.float()], 1).flatten(0, 1)
+            if shown.shape[1] != images.shape[1]:  # grey inputs of a colour model: shown in colour
+                shown = shown.expand(-1, images.shape[1], -1, -1)
+        save_grid(shown, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow)
         return images
 
     # -- evaluation and health
@@ -286,6 +313,8 @@ class Trainer:
         """Real images to compare samples with: at the stage's resolution (a growing run's samples are the
         stage's images, upscaled), shown at the run's resolution like the samples. Cached per resolution."""
         cache = self._health_reals
+        if self.grid_targets is not None:  # a translator: the targets of the grid's inputs
+            return self.grid_targets
         if resolution not in cache:
             idx = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(12345))[:n]
             cache[resolution] = full_size(self.data.batch(idx, resolution), self.cfg.data.resolution)
@@ -298,6 +327,8 @@ class Trainer:
         from ..metrics.extractors import DOMAIN, default_extractor
 
         t = self.cfg.train
+        if translates(self.recipe):
+            return self._evaluate_translation()
         if self._eval_reference is None:
             from ..data.sources import DATASETS
 
@@ -330,6 +361,27 @@ class Trainer:
                                "health/class_entropy": hist["entropy"]})
                 warnings = self.health.observe_classes(hist)
         return {"values": values, "warnings": warnings, "extractor": extractor}
+
+    def _evaluate_translation(self) -> dict:
+        """A translator's outputs for eval_n held pairs of the training data (the run's own held-out split is
+        `ganforge eval`'s): L1 to the targets and FID/KID against the targets."""
+        from ..metrics.evaluate import ImageSet, evaluate, to_uint8
+
+        t = self.cfg.train
+        pairs = fixed_pairs(self.data, t.eval_n, t.seed + 4242)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(t.seed + 4242)  # test-time dropout, the same in every evaluation
+            fake_f = self._generate(self.recipe.inputs(len(pairs["source"]), None, batch=pairs))
+            values = {"eval/l1": (fake_f - pairs["image"]).abs().mean().item() / 2}  # in [0, 1] pixel units
+            metrics = tuple(m for m in t.eval_metrics.split(",") if m)
+            res = evaluate(ImageSet(to_uint8(fake_f, "outputs"), "outputs", self.cfg.data.name),
+                           ImageSet(to_uint8(pairs["image"], "targets"), f"{self.data.name} (targets)"),
+                           metrics, t.eval_extractor or None, kid_subset_size=max(2, min(1000, len(fake_f) // 2)),
+                           device=str(self.s.device))
+        values.update({f"eval/{k}": v for k, v in res.items() if isinstance(v, float)})
+        if isinstance(res.get("kid"), dict):
+            values["eval/kid"] = res["kid"]["mean"]
+        return {"values": values, "warnings": [], "extractor": res["extractor"]}
 
     # -- the loop
     def run(self, steps: int, minutes: float = 0.0) -> dict:
@@ -495,7 +547,7 @@ def load_training_data(cfg: RunConfig) -> ImageData:
     needs = RECIPES[spec.recipe].needs(cfg)
     d = cfg.data
     data = load_data(d.name, d.resolution, channels=d.channels or None, needs=needs, stream=d.stream,
-                     memory_mb=d.memory_mb)
+                     memory_mb=d.memory_mb, direction=d.direction)
     check_data(cfg, data, needs)
     return data
 
