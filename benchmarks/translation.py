@@ -66,6 +66,7 @@ def evaluate(args) -> None:
         cfg = gen.cfg
         entry = {"data": args.data, "variant": variant, "resolution": gen.resolution, "l1": res["l1"],
                  "fid": round(res["fid"], 3), "kid": res["kid"], "extractor": res["extractor"], "pairs": res["pairs"],
+                 "lab_histogram_intersection": res.get("lab_histogram_intersection"),
                  "images_seen": last["nimg"], "steps": last["step"], "minutes": cfg.train.minutes,
                  "threads": args.threads, "batch": cfg.train.batch_size,
                  "network": f"ngf {cfg.arch.ngf}, ndf {cfg.arch.ndf}, norm {cfg.arch.norm}, "
@@ -75,7 +76,9 @@ def evaluate(args) -> None:
                             f"--minutes {cfg.train.minutes:g}; then eval"}
         merge_result(RESULTS, f"{args.data}/{variant}", entry)
         print(f"{args.data} {variant:8s} L1 {entry['l1']:.4f}  FID {entry['fid']:.3f}  KID {res['kid']['mean']:.4f}  "
-              f"({entry['images_seen']} images, {res['pairs']['n']} test pairs, {entry['extractor']})")
+              f"({entry['images_seen']} images, {res['pairs']['n']} test pairs, {entry['extractor']})"
+              + (f"; Lab histogram intersection {res['lab_histogram_intersection']}"
+                 if "lab_histogram_intersection" in res else ""))
     # the picture: input | L1 only | pix2pix | truth, for the first pairs of the test split
     k = args.picture_rows
     src = shown["pix2pix"]["sources"][:k]
@@ -87,33 +90,61 @@ def evaluate(args) -> None:
     print(f"picture -> {out}")
 
 
-def drawn(args) -> None:
-    """Outlines drawn with Pillow (1px black lines on white, as Canny draws them) -> the edges2fashion model."""
+# Outlines drawn with Pillow on a 32px canvas, 1px black lines on white as Canny draws them: (kind, polygon,
+# the Fashion-MNIST classes that count as that kind, extra arcs). tests/test_pix2pix.py uses them too.
+OUTLINES = [
+    ("T-shirt", [(10, 4), (22, 4), (29, 10), (25, 14), (23, 12), (23, 28), (9, 28), (9, 12), (7, 14), (3, 10)],
+     {"T-shirt/top", "Shirt", "Pullover", "Coat"}, []),
+    ("pullover", [(10, 3), (22, 3), (28, 8), (30, 28), (25, 28), (23, 14), (23, 29), (9, 29), (9, 14), (7, 28), (2, 28),
+                  (4, 8)], {"Pullover", "Coat", "Shirt", "T-shirt/top"}, []),
+    ("trousers", [(10, 3), (22, 3), (24, 29), (18, 29), (16, 12), (14, 29), (8, 29)], {"Trouser"}, []),
+    ("dress", [(12, 4), (20, 4), (21, 10), (26, 28), (6, 28), (11, 10)], {"Dress", "Coat", "T-shirt/top"}, []),
+    ("bag", [(5, 11), (27, 11), (27, 28), (5, 28)], {"Bag"}, [(10, 4, 22, 18)]),
+    ("sneaker", [(2, 17), (10, 14), (16, 17), (29, 20), (30, 25), (2, 25)], {"Sneaker", "Sandal", "Ankle boot"}, []),
+]
+
+
+def draw_outlines() -> tuple[torch.Tensor, torch.Tensor]:
+    """The OUTLINES as edge maps [K, 1, 32, 32] in [-1, 1], and their filled masks (bool [K, 32, 32])."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
+    xs, masks = [], []
+    for _, poly, _, arcs in OUTLINES:
+        img, mask = Image.new("L", (32, 32), 255), Image.new("L", (32, 32), 0)
+        draw = ImageDraw.Draw(img)
+        draw.polygon(poly, outline=0)
+        for box in arcs:  # a bag's handle
+            draw.arc(box, 180, 360, fill=0)
+        ImageDraw.Draw(mask).polygon(poly, fill=1)
+        xs.append(torch.from_numpy(np.array(img)).float()[None] / 127.5 - 1)
+        masks.append(torch.from_numpy(np.array(mask)).bool())
+    return torch.stack(xs), torch.stack(masks)
+
+
+def read_outputs(gen, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The outlines, their translations by `gen`, and the class the Fashion-MNIST classifier reads in each."""
+    from ganforge.data.sources import DATASETS
+    from ganforge.metrics.domain import classify
+
+    x, _ = draw_outlines()
+    y = gen.translate(x, seed=seed)
+    _, logits = classify(y, "fashion-mnist")
+    return x, y, [DATASETS["fashion-mnist"].classes[i] for i in logits.argmax(1).tolist()]
+
+
+def drawn(args) -> None:
+    """Hand-drawn outlines -> the edges2fashion model: docs/images/pix2pix-drawn.png, and what each became."""
     import ganforge
     from ganforge.viz import save_grid
 
-    shapes = [
-        [(10, 4), (22, 4), (29, 10), (25, 14), (23, 12), (23, 28), (9, 28), (9, 12), (7, 14), (3, 10)],  # T-shirt
-        [(10, 3), (22, 3), (24, 29), (18, 29), (16, 12), (14, 29), (8, 29)],                             # trousers
-        [(6, 6), (15, 6), (15, 16), (27, 20), (28, 26), (4, 26)],                                         # a boot
-        [(8, 12), (24, 12), (26, 28), (6, 28)],                                                           # a bag
-        [(12, 4), (20, 4), (21, 10), (26, 28), (6, 28), (11, 10)],                                        # a dress
-    ]
     gen = ganforge.load(run_dir("edges2fashion", "pix2pix"), device="cpu")
-    xs = []
-    for poly in shapes:
-        img = Image.new("L", (32, 32), 255)
-        draw = ImageDraw.Draw(img)
-        draw.polygon(poly, outline=0)
-        if len(poly) == 4:  # the bag's handle
-            draw.arc([11, 5, 21, 19], 180, 360, fill=0)
-        xs.append(torch.from_numpy(__import__("numpy").array(img)).float()[None] / 127.5 - 1)
-    x = torch.stack(xs)
-    y = gen.translate(x, seed=0)
+    x, y, seen = read_outputs(gen)
+    for (kind, _, ok, _), got in zip(OUTLINES, seen):
+        print(f"drawn {kind:9s} -> the classifier reads {got}{'' if got in ok else '  (not its kind)'}")
     out = ROOT / "docs" / "images" / "pix2pix-drawn.png"
-    save_grid(torch.stack([x, y], 1).flatten(0, 1), out, nrow=2 * len(shapes))
+    pairs = torch.stack([x, y], 1).flatten(0, 1)
+    save_grid(torch.nn.functional.interpolate(pairs, scale_factor=3, mode="nearest"), out, nrow=2 * len(OUTLINES))
     print(f"drawn outlines and their translations -> {out}")
 
 

@@ -240,6 +240,7 @@ def test_translate_and_eval_through_the_cli(tiny_run, tmp_path, capsys):
     out = tmp_path / "out"
     proc = run_main(["translate", str(tiny_run), "--input", str(folder), "--out", str(out)], capsys)
     assert proc.returncode == 0, proc.stderr
+    assert "skipped 1 unreadable file(s): broken.png" in proc.stderr  # reported, not a crash
     assert Image.open(out / "a.png").size == (16, 16) and Image.open(out / "sub" / "b.png").size == (40, 30)
     assert Image.open(out / "a.png").mode == "L"  # the model's channels
     # nothing is overwritten without --force; one file works too
@@ -277,13 +278,17 @@ def test_paired_models_refuse_unpaired_data(fake_fashion, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_hand_drawn_edge_map_becomes_a_garment(tmp_path):
-    """Trains on the real edges2fashion for 4 minutes, then translates outlines drawn with Pillow (a T-shirt,
-    trousers, a shoe): the domain classifier must read each output as its garment's kind, and the outputs
-    must be filled inside the outline and dark outside it."""
-    from PIL import Image, ImageDraw
+    """Trains on the real edges2fashion for 6 minutes, then translates outlines drawn with Pillow (a T-shirt, a
+    pullover, trousers, a dress, a bag, a sneaker; benchmarks/translation.py draws the same for the README): each
+    output must be filled inside its outline and dark outside it, and the domain classifier must read most of
+    them as their kind of garment."""
+    import sys
+    from pathlib import Path
 
     from ganforge.data.sources import locate
-    from ganforge.metrics.domain import classify
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from translation import OUTLINES, draw_outlines, read_outputs
 
     try:
         locate("fashion-mnist", download=False)
@@ -291,29 +296,13 @@ def test_a_hand_drawn_edge_map_becomes_a_garment(tmp_path):
         pytest.skip("needs the real Fashion-MNIST (apt-get install dataset-fashion-mnist)")
     run = tmp_path / "run"
     train(C.resolve("pix2pix", [{"data": {"name": "edges2fashion"},
-                                 "train": {"minutes": 4, "sample_every": 0, "checkpoint_every": 10**6}}]),
+                                 "train": {"minutes": 6, "sample_every": 0, "checkpoint_every": 10**6}}]),
           run, progress=False)
     gen = ganforge.load(run)
-    shapes = {  # outlines on a 32px canvas, as Canny draws them: 1px black lines on white
-        "T-shirt/top": [(10, 4), (22, 4), (29, 10), (25, 14), (23, 12), (23, 28), (9, 28), (9, 12), (7, 14), (3, 10)],
-        "Trouser": [(10, 3), (22, 3), (24, 29), (18, 29), (16, 12), (14, 29), (8, 29)],
-        "Ankle boot": [(6, 6), (15, 6), (15, 16), (27, 20), (28, 26), (4, 26)],
-    }
-    for name, poly in shapes.items():
-        img = Image.new("L", (32, 32), 255)
-        ImageDraw.Draw(img).polygon(poly, outline=0)
-        mask = Image.new("L", (32, 32), 0)
-        ImageDraw.Draw(mask).polygon(poly, fill=1)
-        x = torch.from_numpy(np.array(img)).float()[None, None] / 127.5 - 1
-        y = gen.translate(x, seed=0)
-        Image.fromarray(((torch.cat([x, y], -1)[0, 0] + 1) * 127.5).byte().numpy()).save(tmp_path / f"{name[:5]}.png")
-        inside = torch.from_numpy(np.array(mask)).bool()
-        assert y[0, 0][inside].mean() > y[0, 0][~inside].mean() + 0.5, f"{name}: not filled inside its outline"
-        _, logits = classify(y, "fashion-mnist")
-        from ganforge.data.sources import DATASETS
-
-        got = DATASETS["fashion-mnist"].classes[int(logits.argmax())]
-        tops = {"T-shirt/top", "Shirt", "Pullover", "Coat", "Dress"}
-        ok = got in tops if name == "T-shirt/top" else got in ({"Ankle boot", "Sneaker", "Sandal"}
-                                                                 if name == "Ankle boot" else {name})
-        assert ok, f"a drawn {name} was translated into something the classifier reads as {got}"
+    x, y, seen = read_outputs(gen)
+    _, masks = draw_outlines()
+    for (kind, _, _, _), out, inside in zip(OUTLINES, y[:, 0], masks):
+        assert out[inside].mean() > out[~inside].mean() + 0.5, f"the drawn {kind} is not filled inside its outline"
+    right = [got in ok for (_, _, ok, _), got in zip(OUTLINES, seen)]
+    # measured on a 15-minute run: all six read as their kind (the sneaker as a sandal, footwear either way)
+    assert sum(right) >= 5, f"drawn outlines read as {dict(zip([o[0] for o in OUTLINES], seen))}"

@@ -215,8 +215,9 @@ def test_pruning_keeps_the_newest_and_never_the_just_written(fake_fashion, tmp_p
     # a newer, unreadable checkpoint (a disk fault) is skipped on resume and never costs us the good ones
     (run / "checkpoints" / "step_00000099.safetensors").write_bytes(b"garbage")
     cfg.train.steps, cfg.train.keep_checkpoints = 10, 1
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning, match="damaged checkpoint") as caught:
         train(cfg, run, resume=True, progress=False)
+    assert len([w for w in caught if "damaged" in str(w.message)]) == 1  # said once, by the resume
     assert (run / "checkpoints" / "step_00000010.safetensors").exists()
     # only unreadable checkpoints: resuming refuses rather than starting over on top of them
     for p in list_checkpoints(run):
@@ -238,3 +239,62 @@ def test_minutes_bound_the_run_and_still_checkpoint(fake_fashion, tmp_path):
     # --minutes alone (no --steps) lifts the default step limit
     assert C.resolve("dcgan", [{"train": {"minutes": 5}}]).train.steps == 0
     assert C.resolve("dcgan", [{"train": {"minutes": 5, "steps": 7}}]).train.steps == 7
+
+
+def _tiny_cmd(model: str, run: Path, steps: int, resume: bool) -> list[str]:
+    """A tiny run of `model` through the CLI, checkpointing every 3 steps and sampling every 4."""
+    from conftest import TINY
+
+    sets = [f"{section}.{k}={v}" for section, values in TINY[model].items() for k, v in values.items()]
+    if model in ("progan", "stylegan"):  # grows 4 -> 8 -> 16px within the run: kills land in fade-ins too
+        sets += ["recipe.stable_kimg=0.08", "recipe.fade_kimg=0.08"]
+    data = "edges2fashion" if model == "pix2pix" else "fashion-mnist"
+    cmd = [sys.executable, "-m", "ganforge.cli", "train", model, "--data", data, "--resolution", "16", "--steps",
+           str(steps), "--batch-size", "8", "--device", "cpu", "--checkpoint-every", "3", "--sample-every", "4",
+           "--set", "train.log_every=2", "--set", "train.sample_grid=4", "--quiet", "--out", str(run)]
+    return cmd + [a for s in sets for a in ("--set", s)] + (["--resume"] if resume else [])
+
+
+@pytest.mark.slow
+def test_twenty_sigkills_at_random_moments_across_every_model_resume_bit_identical(tmp_path):
+    """Three SIGKILLs per registered model (21 for 7 models) at seeded random moments, some inside checkpoint
+    writes (each write is slowed by 0.2 s so that kills land in them), progan and stylegan in the middle of
+    their growth; every run, resumed after each kill, ends bit-identical to the same run never stopped."""
+    import random
+
+    rng = random.Random(2026)
+    env = {**os.environ, "GANFORGE_TEST_SLOW_WRITE": "0.2"}
+    steps, total_kills, in_writes = 45, 0, 0
+    for model in MODELS:
+        ref = subprocess.run(_tiny_cmd(model, tmp_path / model / "ref", steps, False), capture_output=True, text=True,
+                             timeout=600, env=env)
+        assert ref.returncode == 0, ref.stderr
+        run = tmp_path / model / "killed"
+        kills = 0
+        for attempt in range(12):
+            if kills == 3:
+                break
+            proc = subprocess.Popen(_tiny_cmd(model, run, steps, (run / "config.yaml").exists()), env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if attempt % 3 == 2:  # aim for a checkpoint write in progress
+                give_up = time.time() + 60
+                while proc.poll() is None and time.time() < give_up:
+                    if list((run / "checkpoints").glob(".*tmp*")):
+                        break
+                    time.sleep(0.01)
+            else:
+                time.sleep(rng.uniform(2.5, 7.0))  # start-up (imports) is about 2.5 s here
+            if proc.poll() is None:
+                in_writes += bool(list((run / "checkpoints").glob(".*tmp*"))) if (run / "checkpoints").exists() else 0
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=120)
+            for ckpt in list_checkpoints(run):  # whatever moment it died at, every listed checkpoint is whole
+                weights(ckpt)
+        fin = subprocess.run(_tiny_cmd(model, run, steps, True), capture_output=True, text=True, timeout=600,
+                             env=env)
+        assert fin.returncode == 0, fin.stderr
+        assert_identical(list_checkpoints(tmp_path / model / "ref")[-1], list_checkpoints(run)[-1])
+        total_kills += kills
+    assert total_kills >= 20, f"only {total_kills} kills landed: the runs finished first"
+    assert in_writes >= 1, "no kill landed inside a checkpoint write"

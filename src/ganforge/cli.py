@@ -329,7 +329,10 @@ def cmd_sample(args) -> None:
     from .sampling import load
     from .viz import save_grid, save_images, to_hwc_uint8
 
+    from .train.budget import check_samples
+
     gen = load(args.run, device=args.device)
+    check_samples(args.n, gen.channels, gen.resolution)
     inputs = gen.inputs(args.n, seed=args.seed, truncation=args.truncation, labels=args.cls)
     images = gen.generate(inputs)
     out = Path(args.out)
@@ -482,7 +485,10 @@ def cmd_eval(args) -> None:
     if args.run:
         from .sampling import load
 
+        from .train.budget import check_samples
+
         gen = load(args.run, device=args.device)
+        check_samples(args.n, gen.channels, gen.resolution)
         if gen.translates:  # held-out pairs: L1 to the truth, and the outputs' FID against the truths
             from .metrics.translation import translation_metrics
 
@@ -519,8 +525,6 @@ def cmd_eval(args) -> None:
 
 
 def cmd_translate(args) -> None:
-    import warnings
-
     import numpy as np
     import torch
 
@@ -570,7 +574,8 @@ def cmd_translate(args) -> None:
         Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(target)
         done += 1
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable file(s): {', '.join(bad[:5])}", stacklevel=1)
+        print(f"ganforge translate: skipped {len(bad)} unreadable file(s): {', '.join(bad[:5])}"
+              f"{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
     print(f"{done} image(s) translated by {gen.cfg.model} ({gen.resolution}px) -> {out}/")
 
 

@@ -66,6 +66,9 @@ class TrainConfig:
     eval_n: int = 2000           # samples (and reference images) per in-training evaluation
     eval_metrics: str = "fid,kid"
     eval_extractor: str = ""     # "" = the domain classifier where the data has one, else inception-v3-compat
+    diverge_retries: int = 3     # a non-finite loss or weight: roll back to the last good checkpoint with lower
+                                 # learning rates, at most this many times, then stop (0: stop at once)
+    diverge_lr_factor: float = 0.5  # each rollback multiplies the learning rates by this
 
 
 CONFIG_VERSION = 2  # 2: the recipe section, data.stream/memory_mb/workers, arch.num_classes (dcgan: kernel_size)
@@ -222,6 +225,10 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
         cfg.data.resolution = defaults.pop("resolution")
     apply_dict(cfg.train, defaults, "train.")
     merged = merge_all(layers)
+    for section in ("data", "train", "arch", "recipe"):
+        if merged.get(section) is not None and not isinstance(merged[section], dict):
+            raise GanforgeError(f"config section {section!r} must be a mapping of keys (e.g. {section}: {{...}}), got "
+                                f"{merged[section]!r}")
     data_name = (merged.get("data") or {}).get("name", cfg.data.name)
     if preset_path(model, str(data_name)).is_file():
         merged = merge(read_yaml(preset_path(model, str(data_name))), merged)
@@ -245,6 +252,8 @@ def resolve(model: str, layers: list[dict]) -> RunConfig:
                                if k not in train_given}, "train.")
     if cfg.train.minutes > 0 and "steps" not in train_given:
         cfg.train.steps = 0  # a time budget alone: the clock decides, not the default step count
+    if not str(cfg.data.name).strip():  # `--data "$DATA"` with DATA unset must not become "." or a default
+        raise GanforgeError("--data (data.name) is empty: name a dataset (ganforge data list) or a folder of images")
     data_path = Path(cfg.data.name).expanduser()
     if cfg.data.name not in _dataset_names() and data_path.exists():
         cfg.data.name = str(data_path.resolve())  # a resume from another folder still finds the data
@@ -281,6 +290,9 @@ def validate(cfg: RunConfig) -> None:
     for k, v in positive.items():
         if v < 1:
             raise GanforgeError(f"{k} must be >= 1, got {v}")
+    if t.diverge_retries < 0 or not 0 < t.diverge_lr_factor <= 1:
+        raise GanforgeError(f"train.diverge_retries must be >= 0 and train.diverge_lr_factor in (0, 1], got "
+                            f"{t.diverge_retries}, {t.diverge_lr_factor}")
     for k, v in {"train.lr_g": t.lr_g, "train.lr_d": t.lr_d}.items():
         if not (v > 0 and math.isfinite(v)):
             raise GanforgeError(f"{k} must be a finite number > 0, got {v}")

@@ -305,7 +305,7 @@ def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) ->
 
     from safetensors.torch import save as st_save
 
-    from .train.checkpoint import FORMAT_VERSION, atomic_write_bytes
+    from .train.checkpoint import FORMAT_VERSION, atomic_write_bytes, checksums
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -313,7 +313,8 @@ def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) ->
     gen = load(run_or_ckpt, device="cpu")
     tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in gen.net.state_dict().items()}
     header = {"format": "ganforge-model", "format_version": FORMAT_VERSION, "step": gen.step, "nets": ["G"],
-              "config": gen.cfg.to_dict(), "data_channels": gen.channels, "classes": list(gen.classes)}
+              "config": gen.cfg.to_dict(), "data_channels": gen.channels, "classes": list(gen.classes),
+              "checksums": checksums(tensors)}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, st_save(tensors, metadata={"ganforge": json.dumps(header)}))
     return out

@@ -5,6 +5,11 @@ Everything is tensors plus one JSON metadata string: network weights (`G.*`, `D.
 state tensors (`opt.G.state.<i>.<key>`), RNG states (`rng.*`, uint8); the JSON holds the step, the resolved
 config, optimiser hyper-parameters and the data position. Loading runs no code (no pickle), so a checkpoint
 from a stranger is as safe to open as an image.
+
+The JSON also holds a CRC-32 of each group of tensors (`checksums`: G, D, G_ema, opt, rng), checked whenever
+the group is read, so a file damaged on disk (bit flips, a partial copy) is found and named, and `--resume`
+falls back to the newest checkpoint that is whole. A write that fails (a full disk, a read-only folder)
+leaves no partial file and the previous checkpoint intact, and says so.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import os
 import re
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import torch
@@ -56,15 +62,47 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write `payload` to `path` so that readers see the old file or the whole new one, never a part."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    delay = float(os.environ.get("GANFORGE_TEST_SLOW_WRITE", "0") or 0)  # tests kill us inside this window
-    if delay:
-        time.sleep(delay)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        delay = float(os.environ.get("GANFORGE_TEST_SLOW_WRITE", "0") or 0)  # tests kill us inside this window
+        if delay:
+            time.sleep(delay)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder, an interrupt: no partial file left behind
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
     _fsync_dir(path.parent)
+
+
+def _crc(t: torch.Tensor, crc: int = 0) -> int:
+    return zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+
+
+def checksums(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """CRC-32 per group of tensors (the name before the first dot: G, D, G_ema, opt, rng), in name order."""
+    out: dict[str, int] = {}
+    for k in sorted(tensors):
+        group = k.split(".", 1)[0]
+        out[group] = _crc(tensors[k], out.get(group, 0))
+    return {g: f"{v:08x}" for g, v in out.items()}
+
+
+def verify(path: Path, header: dict, tensors: dict[str, torch.Tensor], groups: list[str] | None = None) -> None:
+    """Compare the groups' tensors with the checksums written with them (files without checksums pass)."""
+    expected = header.get("checksums")
+    if not expected:
+        return
+    found = checksums(tensors)
+    for group in groups or sorted(expected):
+        if found.get(group) != expected.get(group):
+            raise GanforgeError(f"{path} is damaged: its {group} tensors do not match the checksum written with "
+                                f"them (a disk fault or an incomplete copy)")
 
 
 def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -109,12 +147,19 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module],
         tensors[f"rng.{k}"] = v
     tensors = {k: v.detach().to("cpu", copy=False).contiguous() for k, v in tensors.items()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, "nets": sorted(nets),
-              "optimizers": opt_meta, **meta}
+              "optimizers": opt_meta, **meta, "checksums": checksums(tensors)}
     payload = st_save(tensors, metadata={"ganforge": json.dumps(header)})
     folder = Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / checkpoint_name(step)
-    atomic_write_bytes(path, payload)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, payload)
+    except OSError as e:
+        previous = [p for p in list_checkpoints(run_dir) if _step_of(p) != step]
+        kept = f"the previous checkpoint ({previous[-1].name}) is intact" if previous else "no earlier checkpoint"
+        raise GanforgeError(f"cannot write the checkpoint {path} ({e.strerror or type(e).__name__}; "
+                            f"{len(payload) / 2**20:.1f} MiB); {kept}. Free space or fix the folder's permissions, "
+                            f"then --resume") from None
     # Prune only checkpoints older than the one just written, so a newer file left by an earlier attempt
     # (or an unreadable one) can never make us delete the checkpoint we just saved.
     older = [p for p in list_checkpoints(run_dir) if _step_of(p) < step]
@@ -147,22 +192,31 @@ def read_header(path: Path) -> dict:
     return header
 
 
-def read_tensors(path: Path, prefix: str | None = None, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, optionally only those under `prefix.` (with the prefix stripped)."""
-    out = {}
-    with safe_open(str(path), framework="pt", device=device) as f:
-        for k in f.keys():
-            if prefix is None:
-                out[k] = f.get_tensor(k)
-            elif k.startswith(prefix + "."):
-                out[k[len(prefix) + 1:]] = f.get_tensor(k)
-    return out
+def read_tensors(path: Path, prefix: str | None = None, device: str = "cpu",
+                 header: dict | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint, optionally only those under `prefix.` (with the prefix stripped), checked
+    against the checksums written with them."""
+    header = read_header(path) if header is None else header
+    raw = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for k in f.keys():
+                if prefix is None or k.startswith(prefix + "."):
+                    raw[k] = f.get_tensor(k)
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own types for a damaged file)
+        raise GanforgeError(f"{path} is damaged: its tensors cannot be read ({type(e).__name__}: {e})") from None
+    verify(path, header, raw, [prefix] if prefix is not None else None)
+    if prefix is None:
+        out = raw
+    else:
+        out = {k[len(prefix) + 1:]: v for k, v in raw.items()}
+    return {k: v.to(device) for k, v in out.items()} if str(device) != "cpu" else out
 
 
 def load_training_state(path: Path, nets: dict, optimizers: dict, device) -> tuple[dict, dict]:
     """Restore nets and optimisers in place; return (header, rng tensors)."""
     header = read_header(path)
-    tensors = read_tensors(path)
+    tensors = read_tensors(path, header=header)
     for name, net in nets.items():
         sd = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
         net.load_state_dict(sd)
@@ -184,14 +238,17 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
                     opt.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that reads whole; an unreadable one (a disk fault) is skipped with a warning."""
+def newest_checkpoint(run_dir: Path, whole: bool = True) -> Path | None:
+    """The newest checkpoint that reads whole (with `whole`, every tensor read and checked against its
+    checksum; else the header alone); a damaged one (a disk fault) is skipped with a warning that names it."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            read_header(path)
+            header = read_header(path)
+            if whole:
+                read_tensors(path, header=header)
             return path
         except GanforgeError as e:
-            warnings.warn(f"skipping unreadable checkpoint: {e}", stacklevel=2)
+            warnings.warn(f"skipping a damaged checkpoint: {e}", stacklevel=2)
     return None
 
 

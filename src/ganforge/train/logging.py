@@ -7,6 +7,7 @@ from pathlib import Path
 
 class MetricsLog:
     def __init__(self, run_dir: Path, resume_step: int | None):
+        self.run_dir = Path(run_dir)
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
             # A run killed after its last checkpoint logged steps that the resumed run will log again; a kill
@@ -37,6 +38,11 @@ class MetricsLog:
             for k, v in values.items():
                 if isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, step)
+
+    def rewind(self, step: int) -> None:
+        """Drop what was logged after `step` (a run rolled back to its checkpoint of that step)."""
+        self.close()
+        self.__init__(self.run_dir, step)
 
     def close(self) -> None:
         self.file.close()

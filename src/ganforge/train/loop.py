@@ -9,6 +9,7 @@ a run stopped and resumed ends bit-identical to one never stopped.
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import signal
@@ -50,6 +51,7 @@ class Setup:
     recipe: object
     autocast_dtype: torch.dtype | None
     memory_format: torch.memory_format
+    lr_scale: float = 1.0  # lowered by each rollback after a divergence (train.diverge_lr_factor)
 
     def autocast(self, phase: Phase | None = None):
         """The run's precision, or fp32 where a phase asks for it (R1 and path-length penalties do)."""
@@ -61,6 +63,7 @@ class Setup:
         nets = [n for n in (self.G, self.D, self.G_ema) if n is not None and hasattr(n, "set_growth")]
         if not nets:
             return
+        self.set_learning_rates(schedule.lr)
         stage = (schedule.resolution, schedule.alpha < 1)
         if stage != (nets[0].stage_resolution, nets[0].fading) and getattr(self.recipe, "reset_optimizer_on_growth",
                                                                            False):
@@ -68,11 +71,15 @@ class Setup:
                 opt.state.clear()
         for net in nets:
             net.set_growth(schedule.resolution, schedule.alpha)
+
+    def set_learning_rates(self, lr: float | None = None) -> None:
+        """Adam's learning rates: the schedule's `lr` (else train.lr_g, train.lr_d), times the recipe's lazy-
+        regularisation scale, times `lr_scale` (1 until a divergence is rolled back)."""
         t = self.cfg.train
         scale = getattr(self.recipe, "opt_scale", {})
-        for name, lr in (("G", schedule.lr or t.lr_g), ("D", schedule.lr or t.lr_d)):
+        for name, base in (("G", lr or t.lr_g), ("D", lr or t.lr_d)):
             for group in self.opt[name].param_groups:
-                group["lr"] = lr * scale.get(name, 1.0)
+                group["lr"] = base * scale.get(name, 1.0) * self.lr_scale
 
     def train_step(self, batch: dict, inputs: dict, step: int = 0, schedule=None) -> dict[str, torch.Tensor]:
         """One step of every phase of the recipe; returns detached losses and stats (no host sync)."""
@@ -121,7 +128,7 @@ def make_optimizer(params, cfg: RunConfig, lr: float, device: torch.device, scal
     return torch.optim.SGD(params, lr=lr, momentum=t.betas[0], foreach=True)
 
 
-def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int) -> None:
+def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int, lr_scale: float = 1.0) -> None:
     """SGD's schedules, as functions of the step and images shown (so a resume lands on the same values): the
     learning rate divided by train.lr_decay every step down to train.lr_min, and momentum moving linearly from
     betas[0] to train.momentum_final over train.momentum_ramp_kimg (the 2014 GAN's pylearn2 schedules)."""
@@ -131,7 +138,7 @@ def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int) -> None:
     momentum = t.betas[0] + (t.momentum_final - t.betas[0]) * ramp if t.momentum_final > 0 else t.betas[0]
     for name, lr0 in (("G", t.lr_g), ("D", t.lr_d)):
         for group in opt[name].param_groups:
-            group["lr"] = max(lr0 * decay, t.lr_min)
+            group["lr"] = max(lr0 * decay, t.lr_min) * lr_scale
             group["momentum"] = momentum
 
 
@@ -202,6 +209,14 @@ def grid_inputs(recipe, n: int, seed: int, data: ImageData | None = None) -> dic
 
 # ------------------------------------------------------------------------------------------ training
 
+class Diverged(Exception):
+    """A loss, weight or buffer became NaN or infinite; the loop rolls back (Trainer.roll_back)."""
+
+    def __init__(self, step: int):
+        super().__init__(f"diverged at step {step}")
+        self.step = step
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, data: ImageData, progress: bool = True):
         self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
@@ -220,6 +235,9 @@ class Trainer:
         self.bn_recalibrate = s.G_ema is not None and has_batchnorm(s.G)
         self.step = 0
         self.nimg = 0  # images shown to D (as reals) so far: what schedules, EMA and ADA count in
+        self.rollbacks = 0  # divergences rolled back so far (saved in checkpoints)
+        self._bad: torch.Tensor | None = None  # on the device: a non-finite loss since the last check
+        self._initial: dict | None = None  # a fresh run's state at step 0, to roll back to before any checkpoint
         self.progress = progress
         self.health = HealthMonitor(cfg.train.log_every)
         self.best_fid = math.inf
@@ -247,11 +265,14 @@ class Trainer:
         return rng
 
     def save(self) -> Path:
+        """Checkpoint this step; a run whose losses or weights are no longer finite is never saved (Diverged)."""
+        self._check_finite(weights=True)
         self._prepare_sampler()
         meta = {"config": self.cfg.to_dict(), "data": self.batches.state(), "nimg": self.nimg,
                 "data_channels": self.data.channels, "classes": list(self.data.classes), "time": time.time(),
                 "recipe_state": self.recipe.state_dict(),
-                "best_fid": self.best_fid if math.isfinite(self.best_fid) else None}
+                "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
+                "lr_scale": self.s.lr_scale, "rollbacks": self.rollbacks}
         return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
                                self.cfg.train.keep_checkpoints)
 
@@ -274,11 +295,78 @@ class Trainer:
         self.nimg = header.get("nimg", self.step * self.cfg.train.batch_size)
         self.recipe.load_state_dict(header.get("recipe_state") or {})
         self.best_fid = math.inf if header.get("best_fid") is None else header["best_fid"]
+        self.s.lr_scale, self.rollbacks = header.get("lr_scale", 1.0), header.get("rollbacks", 0)
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
         self.z_gen.set_state(rng["z"])
         if "cuda" in rng and self.s.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.s.device)
+
+    # -- divergence
+    def _note_losses(self, out: dict) -> None:
+        """Fold this step's losses into the device-side divergence flag (no host sync)."""
+        losses = [v.float().reshape(()) for k, v in out.items() if k.startswith("loss")]
+        if losses:
+            bad = ~torch.isfinite(torch.stack(losses)).all()
+            self._bad = bad if self._bad is None else self._bad | bad
+
+    def _check_finite(self, weights: bool = False) -> None:
+        """Raise Diverged where a loss since the last check, or (with `weights`) a weight or buffer of a network,
+        is not finite. One host read; called at log, sample, evaluation and checkpoint time only."""
+        ok = [] if self._bad is None else [~self._bad]
+        if weights:
+            ok += [torch.isfinite(v).all() for net in self._nets().values() for v in net.state_dict().values()
+                   if v.is_floating_point()]
+        if ok and not bool(torch.stack([f.reshape(()) for f in ok]).all()):
+            raise Diverged(self.step)
+
+    def _capture(self) -> dict:
+        """Everything a rollback restores, in memory (a fresh run's step 0, before any checkpoint exists)."""
+        return {"nets": {n: copy.deepcopy(net.state_dict()) for n, net in self._nets().items()},
+                "opt": {n: copy.deepcopy(o.state_dict()) for n, o in self.s.opt.items()},
+                "rng": {k: v.clone() for k, v in self._rng().items()}, "data": self.batches.state(),
+                "step": self.step, "nimg": self.nimg, "recipe": copy.deepcopy(self.recipe.state_dict()),
+                "best_fid": self.best_fid}
+
+    def _apply(self, snap: dict) -> None:
+        for n, net in self._nets().items():
+            net.load_state_dict(snap["nets"][n])
+        for n, o in self.s.opt.items():
+            o.load_state_dict(copy.deepcopy(snap["opt"][n]))
+        self.step, self.nimg, self.best_fid = snap["step"], snap["nimg"], snap["best_fid"]
+        self.recipe.load_state_dict(copy.deepcopy(snap["recipe"]))
+        self.batches.restore(snap["data"])
+        torch.set_rng_state(snap["rng"]["torch"])
+        self.z_gen.set_state(snap["rng"]["z"])
+        if "cuda" in snap["rng"] and self.s.device.type == "cuda":
+            torch.cuda.set_rng_state(snap["rng"]["cuda"], self.s.device)
+
+    def roll_back(self, at_step: int) -> str:
+        """After a divergence at `at_step`: back to the newest good checkpoint (or the run's start), learning rates
+        times train.diverge_lr_factor; a clear error once train.diverge_retries rollbacks are spent. Returns what
+        happened, for the log."""
+        t = self.cfg.train
+        rollbacks, scale = self.rollbacks + 1, self.s.lr_scale * t.diverge_lr_factor
+        ckpt = newest_checkpoint(self.run_dir)
+        if rollbacks > t.diverge_retries:
+            where = f"the newest good checkpoint is {ckpt}" if ckpt else "no checkpoint was saved"
+            raise GanforgeError(
+                f"training diverged (a loss or weight became NaN or infinite) at step {at_step}, "
+                f"{'after ' + str(rollbacks - 1) + ' rollback(s) with learning rates down to x' + format(self.s.lr_scale, 'g') if rollbacks > 1 else 'and train.diverge_retries is 0'}; "
+                f"{where}. Lower train.lr_g and train.lr_d, or try train.precision=fp32")
+        if ckpt is not None:
+            self.restore(ckpt)
+            to = f"checkpoint {ckpt.name}"
+        elif self._initial is not None:
+            self._apply(self._initial)
+            to = "the start of the run"
+        else:
+            raise GanforgeError(f"training diverged at step {at_step} and no good checkpoint is left to go back to")
+        self.rollbacks, self.s.lr_scale = rollbacks, scale
+        self.s.set_learning_rates()  # a growing run's schedule re-applies the scale at its next step
+        self._bad = None
+        return (f"training diverged (non-finite loss or weights) at step {at_step}: rolled back to {to} (step "
+                f"{self.step}), learning rates x{scale:g} (rollback {rollbacks} of at most {t.diverge_retries})")
 
     # -- samples
     def _prepare_sampler(self) -> None:
@@ -391,6 +479,14 @@ class Trainer:
         flush = self.s.device.type == "cpu" and torch.set_flush_denormal(True)
         try:
             return self._run(steps, minutes)
+        except OSError as e:  # a full disk, a read-only or vanished run directory: one clear line, nothing lost
+            if e.errno not in _DISK_ERRORS:
+                raise
+            ckpt = newest_checkpoint(self.run_dir, whole=False) if self.run_dir.is_dir() else None
+            kept = f"the newest checkpoint ({ckpt.name}) is intact" if ckpt else "no checkpoint was written yet"
+            raise GanforgeError(f"cannot write {e.filename or self.run_dir} ({e.strerror}) at step {self.step}: "
+                                f"training stopped; {kept}. Free space or fix the folder's permissions, then "
+                                f"--resume") from None
         finally:
             if flush:
                 torch.set_flush_denormal(False)
@@ -413,9 +509,12 @@ class Trainer:
             bar = tqdm(total=steps or None, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
-        sums: dict[str, torch.Tensor] = {}
-        count, t_log, nimg_at_log = 0, time.perf_counter(), self.nimg
-        stop_reason = "steps"
+        acc = {}  # the current log interval: summed losses (on the device), steps, start time, images then
+
+        def reset_interval() -> None:
+            acc.update(sums={}, count=0, t_log=time.perf_counter(), nimg_at_log=self.nimg)
+
+        reset_interval()
         stop_signal: list[int] = []
 
         def on_signal(signum, frame):
@@ -431,21 +530,21 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, on_signal)
 
         def log_interval(now: float) -> None:
-            values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
-            values["img_per_s"] = round((self.nimg - nimg_at_log) / (now - t_log), 1)
+            count = acc["count"]
+            values = {k: round(v.item() / count, 5) for k, v in acc["sums"].items()}  # the only host sync
+            values["img_per_s"] = round((self.nimg - acc["nimg_at_log"]) / (now - acc["t_log"]), 1)
             values["nimg"] = self.nimg
             if hasattr(self.recipe, "growth"):  # a growing run: the stage it has reached
                 stage = self.recipe.schedule(self.nimg)
                 values["resolution"], values["alpha"] = stage.resolution, round(stage.alpha, 4)
-            for k, v in values.items():
-                if not math.isfinite(v):
-                    raise GanforgeError(f"{k} became {v} at step {self.step}: training diverged; lower "
-                                        f"the learning rates or try train.precision=fp32")
+            if not all(math.isfinite(v) for v in values.values()):
+                raise Diverged(self.step)  # rolled back by the loop: nothing non-finite reaches the log
             log.log(self.step, values)
             if bar is not None:
                 bar.set_postfix({k.split("/")[-1] if k.startswith("loss") else k: v
                                  for k, v in values.items() if k != "nimg"}, refresh=False)
             warn(self.health.observe_log(self.step, values))
+            reset_interval()
 
         def warn(messages: list[str]) -> None:
             for m in messages:
@@ -456,80 +555,117 @@ class Trainer:
                 elif self.progress:
                     print(text, file=sys.stderr)
 
-        n_health = min(len(self.data), t.sample_grid)
-        sgd = t.optimizer == "sgd"
-
+        self._acc = acc
         s.G.train()
         s.D.train()
+        if self._newest_quietly() is None:  # what a divergence before any checkpoint goes back to
+            self._initial = self._capture()
         try:
-            while self.step < steps or not steps:
-                if stop_signal:
-                    stop_reason = "interrupted"
+            while True:
+                try:
+                    stop_reason = self._steps(steps, deadline, stop_signal, log_interval, warn, log, bar)
+                    # Every run ends with a checkpoint, whatever ended it (steps, minutes, Ctrl-C, SIGTERM), and
+                    # never with a non-finite one.
+                    if not self._saved_this_step():
+                        self.save()
                     break
-                if time.monotonic() >= deadline:
-                    stop_reason = "minutes"
-                    break
-                sched = self.recipe.schedule(self.nimg)
-                batch = self.batches.next(sched.resolution, sched.batch_size)
-                # G's inputs are drawn on the CPU whatever the device: the same latents everywhere, and a
-                # resume may move a run between devices.
-                inputs = to_device(self.recipe.inputs(sched.batch_size, self.z_gen, batch), s.device)
-                if sgd:
-                    adjust_sgd(s.opt, cfg, self.step, self.nimg)
-                for k, v in s.train_step(batch, inputs, self.step, sched).items():
-                    sums[k] = sums[k] + v if k in sums else v
-                count += 1
-                self.step += 1
-                self.nimg += sched.batch_size
-                if self.ema is not None:
-                    self.ema.update(self.nimg, sched.batch_size)
-                if bar is not None:
-                    bar.update(1)
-                if self.step % t.log_every == 0:
-                    now = time.perf_counter()
-                    log_interval(now)
-                    sums, count, t_log, nimg_at_log = {}, 0, now, self.nimg
-                if t.sample_every and self.step % t.sample_every == 0:
-                    real = self._real_for_health(n_health, sched.resolution)
-                    values, msgs = self.health.observe_samples(self.write_samples(), real)
-                    log.log(self.step, values)
-                    warn(msgs)
-                if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
-                    try:
-                        ev = self.evaluate()
-                    except Exception as e:  # never lose a run to its evaluation: warn and go on
-                        ev = {"values": {}, "warnings": [f"evaluation failed, skipped: {type(e).__name__}: {e}"],
-                              "extractor": None}
-                    log.log(self.step, ev["values"])
-                    warn(ev["warnings"])
-                    fid = ev["values"].get("eval/fid")
-                    if fid is not None and fid < self.best_fid:
-                        self.best_fid = fid
-                        self.save_best()
-                    if bar is not None and fid is not None:
-                        bar.write(f"step {self.step}: FID {fid:.4g} ({ev['extractor']}), best {self.best_fid:.4g}",
-                                  file=sys.stderr)
-                if self.step % t.checkpoint_every == 0 and not self._saved_this_step():
-                    self.save()
-            if count:  # the last partial interval
-                log_interval(time.perf_counter())
+                except Diverged as d:
+                    message = self.roll_back(d.step)
+                    log.rewind(self.step)
+                    warn([message])
+                    reset_interval()
+                    if bar is not None:
+                        bar.n = self.step
+                        bar.refresh()
         finally:
             if bar is not None:
                 bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             log.close()
-        # Every run ends with a checkpoint and a grid, whatever ended it (steps, minutes, Ctrl-C, SIGTERM).
-        if not self._saved_this_step():
-            self.save()
         grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         if not grid.exists():
             self.write_samples()
         gif = build_progress_gif(self.run_dir / "samples")
         return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
                 "signal": stop_signal[0] if stop_signal else None,
-                "checkpoint": str(newest_checkpoint(self.run_dir)),
+                "checkpoint": str(self._newest_quietly()),
                 "samples": str(grid), "progress_gif": str(gif) if gif else None}
+
+    def _newest_quietly(self) -> Path | None:
+        """The newest readable checkpoint (header only), without repeating the resume's warning about damaged
+        ones."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return newest_checkpoint(self.run_dir, whole=False)
+
+    def _steps(self, steps: int, deadline: float, stop_signal: list, log_interval, warn, log, bar) -> str:
+        """Train until `steps`, the deadline or a signal; returns what stopped it. Divergence (a non-finite loss
+        since the last check, or weights at a checkpoint) raises Diverged at the next log, sample, evaluation or
+        checkpoint: the loop rolls back."""
+        s, t, acc = self.s, self.cfg.train, self._acc
+        n_health = min(len(self.data), t.sample_grid)
+        sgd = t.optimizer == "sgd"
+        while self.step < steps or not steps:
+            if stop_signal:
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                return "minutes"
+            sched = self.recipe.schedule(self.nimg)
+            batch = self.batches.next(sched.resolution, sched.batch_size)
+            # G's inputs are drawn on the CPU whatever the device: the same latents everywhere, and a resume may
+            # move a run between devices.
+            inputs = to_device(self.recipe.inputs(sched.batch_size, self.z_gen, batch), s.device)
+            if sgd:
+                adjust_sgd(s.opt, self.cfg, self.step, self.nimg, s.lr_scale)
+            out = s.train_step(batch, inputs, self.step, sched)
+            self._note_losses(out)
+            sums = acc["sums"]
+            for k, v in out.items():
+                sums[k] = sums[k] + v if k in sums else v
+            acc["count"] += 1
+            self.step += 1
+            self.nimg += sched.batch_size
+            if self.ema is not None:
+                self.ema.update(self.nimg, sched.batch_size)
+            if bar is not None:
+                bar.update(1)
+            if self.step % t.log_every == 0:
+                self._check_finite()
+                log_interval(time.perf_counter())
+            if t.sample_every and self.step % t.sample_every == 0:
+                self._check_finite()
+                real = self._real_for_health(n_health, sched.resolution)
+                values, msgs = self.health.observe_samples(self.write_samples(), real)
+                log.log(self.step, values)
+                warn(msgs)
+            if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
+                self._check_finite(weights=True)  # a diverged G never becomes `best`
+                try:
+                    ev = self.evaluate()
+                except Exception as e:  # never lose a run to its evaluation: warn and go on
+                    ev = {"values": {}, "warnings": [f"evaluation failed, skipped: {type(e).__name__}: {e}"],
+                          "extractor": None}
+                log.log(self.step, ev["values"])
+                warn(ev["warnings"])
+                fid = ev["values"].get("eval/fid")
+                if fid is not None and fid < self.best_fid:
+                    self.best_fid = fid
+                    self.save_best()
+                if bar is not None and fid is not None:
+                    bar.write(f"step {self.step}: FID {fid:.4g} ({ev['extractor']}), best {self.best_fid:.4g}",
+                              file=sys.stderr)
+            if self.step % t.checkpoint_every == 0 and not self._saved_this_step():
+                self.save()
+        if acc["count"]:  # the last partial interval
+            self._check_finite()
+            log_interval(time.perf_counter())
+        return "steps"
+
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT}
 
 
 def _main_thread() -> bool:
@@ -575,7 +711,11 @@ def check_data(cfg: RunConfig, data: ImageData, needs: set[str]) -> None:
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
           data: ImageData | None = None) -> dict:
     """Train (or continue) the run in `run_dir`; returns where its checkpoint and pictures are."""
+    from .budget import check_training
+
     run_dir = Path(run_dir)
+    # an impossible request (a 65536px model, a batch of millions) is refused before the data is read
+    check_training(cfg, cfg.data.channels or (data.channels if data is not None else None), pick_device(cfg.train.device))
     torch.manual_seed(cfg.train.seed)
     if data is None:
         data = load_training_data(cfg)
