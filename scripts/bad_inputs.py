@@ -210,6 +210,8 @@ def cases(w: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("interpolate seeds not numbers", ["interpolate", r, "--seeds", "a,b", "--out", o + ".gif"], "seeds"),
         ("interpolate in W without a mapping", ["interpolate", r, "--seeds", "1,2", "--space", "w", "--out",
                                                 o + ".gif"], "mapping"),
+        ("interpolate a hundred billion frames", ["interpolate", r, "--seeds", "1,2", "--steps", "100000000000",
+                                                 "--out", o + ".gif"], "memory"),
         ("interpolate a translator", ["interpolate", p, "--seeds", "1,2", "--out", o + ".gif"], "translat"),
         # eval
         ("eval nothing", ["eval"], "nothing to evaluate"),

@@ -247,6 +247,8 @@ def test_sampling_more_than_memory_holds_is_refused(fake_fashion, tmp_path, caps
     train(C.resolve("dcgan", tiny_layers("dcgan", steps=2)), run, progress=False)
     assert_one_line_error(run_main(["sample", str(run), "--n", "100000000000", "--out", str(tmp_path / "s")], capsys),
                           "memory", "or fewer would fit")
+    assert_one_line_error(run_main(["interpolate", str(run), "--seeds", "1,2", "--steps", "100000000000", "--out",
+                                    str(tmp_path / "w.gif")], capsys), "frames", "memory")
     assert not (tmp_path / "s").exists()
 
 

@@ -362,7 +362,11 @@ def cmd_interpolate(args) -> None:
     if out.suffix.lower() not in (".gif", ".png"):
         raise GanforgeError(f"--out must end in .gif or .png, got {out}")
     _check_free([out], args.force)
+    from .train.budget import check_samples
+
     gen = load(args.run, device=args.device)
+    frames = max(0, len(args.seeds) - 1) * args.steps + 1
+    check_samples(frames, gen.channels, gen.resolution, f"a walk of {frames} frames")
     labels = None
     if gen.conditional:
         labels = args.cls if args.cls is not None else 0

@@ -148,13 +148,13 @@ def check_training(cfg, channels: int | None, device: torch.device) -> None:
         f"but {where}: {'; '.join(hint)}")
 
 
-def check_samples(n: int, channels: int, resolution: int, device: torch.device | None = None) -> None:
-    """`n` images as float32 tensors, then uint8: a clear error for a request that cannot fit in host memory."""
+def check_samples(n: int, channels: int, resolution: int, what: str | None = None) -> None:
+    """`n` images as float32 tensors, then uint8: a clear error for a request that cannot fit in host memory.
+    `what` names the request in the message (default: "--n N samples")."""
     need = n * channels * resolution * resolution * (4 + 4 + 1)
     avail = available_bytes(torch.device("cpu")) * HEADROOM
     if need > avail:
         per = channels * resolution * resolution * 9
-        raise GanforgeError(f"--n {n} samples of {channels}x{resolution}x{resolution} need about {_human(need)} of "
-                            f"memory, more than the {_human(avail / HEADROOM)} available; --n "
-                            f"{max(1, int(avail // per))} or fewer would fit (or write them in several runs with "
-                            f"--seed)")
+        raise GanforgeError(f"{what or f'--n {n} samples'} of {channels}x{resolution}x{resolution} need about "
+                            f"{_human(need)} of memory, more than the {_human(avail / HEADROOM)} available; "
+                            f"{max(1, int(avail // per))} images or fewer would fit")
