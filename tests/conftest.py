@@ -2,6 +2,7 @@
 means the same on any machine. Tiny model configs (16px, few channels) keep it fast."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
@@ -101,6 +102,27 @@ def write_idx(folder: Path, n: int = 96, split: str = "train", seed: int = 0, si
     with gzip.open(folder / f"{stems[1]}.gz", "wb") as f:
         f.write(struct.pack(">BBBBI", 0, 0, 8, 1, n) + labels.tobytes())
     return folder
+
+
+SYNTHETIC_ENV = ("GANFORGE_DATA", "GANFORGE_SYSTEM_DATA", "GANFORGE_NO_DOWNLOAD")
+
+
+@contextlib.contextmanager
+def synthetic_fashion(cache: Path):
+    """For module-scoped fixtures (monkeypatch is per test): synthetic Fashion-MNIST in `cache`, and the
+    environment pointing at it with no system data and no downloads, restored afterwards. Yields the env."""
+    write_idx(cache / "fashion-mnist")
+    env = {"GANFORGE_DATA": str(cache), "GANFORGE_SYSTEM_DATA": "", "GANFORGE_NO_DOWNLOAD": "1"}
+    old = {k: os.environ.get(k) for k in SYNTHETIC_ENV}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(autouse=True)

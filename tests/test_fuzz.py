@@ -87,24 +87,12 @@ def test_hostile_image_files_are_skipped_or_refused_clearly(tmp_path_factory, pa
 
 @pytest.fixture(scope="module")
 def checkpoint_bytes(tmp_path_factory):
-    import os
-
-    from conftest import write_idx
+    from conftest import synthetic_fashion
     from ganforge.train.loop import train
 
-    cache = tmp_path_factory.mktemp("cache")
-    write_idx(cache / "fashion-mnist")
-    old = {k: os.environ.get(k) for k in ("GANFORGE_DATA", "GANFORGE_SYSTEM_DATA", "GANFORGE_NO_DOWNLOAD")}
-    os.environ.update(GANFORGE_DATA=str(cache), GANFORGE_SYSTEM_DATA="", GANFORGE_NO_DOWNLOAD="1")
-    try:
+    with synthetic_fashion(tmp_path_factory.mktemp("cache")):
         run = tmp_path_factory.mktemp("run") / "r"
         train(C.resolve("dcgan", tiny_layers("dcgan", steps=2)), run, progress=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return sorted((run / "checkpoints").glob("step_*.safetensors"))[-1].read_bytes()
 
 

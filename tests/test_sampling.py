@@ -15,23 +15,11 @@ from conftest import tiny_layers, translates
 
 @pytest.fixture(scope="module", params=[m for m in ganforge.list_models() if not translates(m)])
 def gen(request, tmp_path_factory):
-    import os
+    from conftest import synthetic_fashion
 
-    from conftest import write_idx
-
-    cache = tmp_path_factory.mktemp("cache")
-    write_idx(cache / "fashion-mnist")
-    old = {k: os.environ.get(k) for k in ("GANFORGE_DATA", "GANFORGE_SYSTEM_DATA", "GANFORGE_NO_DOWNLOAD")}
-    os.environ.update(GANFORGE_DATA=str(cache), GANFORGE_SYSTEM_DATA="", GANFORGE_NO_DOWNLOAD="1")
-    try:
+    with synthetic_fashion(tmp_path_factory.mktemp("cache")):
         run = tmp_path_factory.mktemp("run") / "r"
         train(C.resolve(request.param, tiny_layers(request.param, steps=2)), run, progress=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return ganforge.load(run)
 
 

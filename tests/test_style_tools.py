@@ -3,7 +3,6 @@ StyleGAN and StyleGAN2 runs: truncation by psi, style mixing, stochastic variati
 projection, and the one clear error every tool gives on a model without a mapping network."""
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,8 +15,8 @@ from conftest import (
     assert_one_line_error,
     run_cli,
     run_main,
+    synthetic_fashion,
     tiny_layers,
-    write_idx,
 )
 from PIL import Image
 
@@ -38,11 +37,7 @@ def runs(tmp_path_factory):
     with all three style groups) and a DCGAN (no mapping network)."""
     tmp = tmp_path_factory.mktemp("style-runs")
     cache = tmp / "cache"
-    write_idx(cache / "fashion-mnist")
-    env = {"GANFORGE_DATA": str(cache), "GANFORGE_SYSTEM_DATA": "", "GANFORGE_NO_DOWNLOAD": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with synthetic_fashion(cache) as env:
         paths = {}
         for name, model, layers in [
             ("stylegan2", "stylegan2", tiny_layers("stylegan2", steps=4, sample_every=0)),
@@ -60,12 +55,6 @@ def runs(tmp_path_factory):
         data = load_data("fashion-mnist", 16)
         paths["image"] = tmp / "train0.png"
         Image.fromarray(data.images[0, 0].numpy()).save(paths["image"])
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return SimpleNamespace(tmp=tmp, cache=cache, env=env, data=data, **{k.replace("-", "_"): v
                                                                         for k, v in paths.items()})
 

@@ -54,6 +54,16 @@ def truncated_normal(n: int, dim: int, generator: torch.Generator, threshold: fl
     return z.clamp_(-threshold, threshold)
 
 
+def logit_stats(real_logits: torch.Tensor, fake_logits: torch.Tensor, boundary: float | None) -> dict:
+    """D's mean logits on real and fake, and (where the loss has a decision boundary) D's accuracy at telling
+    them apart: what every recipe logs, and the health monitor's input. Detached, no host sync."""
+    with torch.no_grad():
+        stats = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
+        if boundary is not None:
+            stats["D/acc"] = ((real_logits > boundary).float().mean() + (fake_logits < boundary).float().mean()) / 2
+    return stats
+
+
 def capabilities(G: torch.nn.Module) -> dict:
     """What a built generator can do, read from the network itself (never from the family's name), so that
     sampling, the CLI and the web page light up for a family the moment it declares a capability."""

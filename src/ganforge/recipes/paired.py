@@ -21,6 +21,7 @@ import torch
 
 from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
+from . import logit_stats  # defined before the package imports its recipes
 
 
 @dataclass
@@ -91,12 +92,7 @@ class Paired:
         if phase == "D":
             real_logits = self._D(ctx["real"], ctx["source"])
             fake_logits = self._D(fake.detach(), ctx["source"])
-            stats = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
-            if self.boundary is not None:
-                with torch.no_grad():
-                    b = self.boundary
-                    stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
-            ctx["stats"] = stats
+            ctx["stats"] = logit_stats(real_logits, fake_logits, self.boundary)
             return {"loss/D": 0.5 * self.d_loss(real_logits, fake_logits)}
         if phase == "G":
             l1 = (fake.float() - ctx["real"].float()).abs().mean()

@@ -28,6 +28,7 @@ import torch
 from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
 from .growth import Growth, GrowthConfig, check_growth
+from . import logit_stats  # defined before the package imports its recipes
 
 
 @dataclass
@@ -134,12 +135,7 @@ class _Style:
         ctx["fake"] = fake = self.G(**ctx["inputs"])
         real_logits = self.D(ctx["real"]).float()
         fake_logits = self.D(fake.detach()).float()
-        stats = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
-        if self.boundary is not None:
-            with torch.no_grad():
-                b = self.boundary
-                stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
-        ctx["stats"] = stats
+        ctx["stats"] = logit_stats(real_logits, fake_logits, self.boundary)
         out = {"loss/D": self.d_loss(real_logits, fake_logits)}
         if self.rc.r1_gamma > 0 and self.r1_every == 1:  # not lazy: part of D's loss
             out["loss/D_r1"] = r1_penalty(self.D, ctx["real"]) * (self.rc.r1_gamma / 2)

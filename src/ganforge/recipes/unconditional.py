@@ -24,6 +24,7 @@ import torch
 
 from ..augment import AdaptiveP, augment, parse_policy
 from ..losses import DECISION_BOUNDARY, LOSSES
+from . import logit_stats  # defined before the package imports its recipes
 
 
 @dataclass
@@ -142,11 +143,7 @@ class Unconditional:
             c_fake = ctx["inputs"].get("c")
             real_logits = self._D(ctx["real"], ctx["c"])
             fake_logits = self._D(fake.detach(), c_fake)
-            stats = {"D/real": real_logits.detach().mean(), "D/fake": fake_logits.detach().mean()}
-            if self.boundary is not None:  # D's accuracy at telling real from fake: the health monitor's input
-                with torch.no_grad():
-                    b = self.boundary
-                    stats["D/acc"] = ((real_logits > b).float().mean() + (fake_logits < b).float().mean()) / 2
+            stats = logit_stats(real_logits, fake_logits, self.boundary)
             if self.ada is not None:
                 self.ada.observe(real_logits.detach())
                 if self.ada.step(real_logits.shape[0]) and not self._augmenting:  # p was just adjusted
