@@ -116,6 +116,8 @@ def make_world(root: Path) -> dict[str, str]:
     w["yaml_list"].write_text("- 1\n- 2\n")
     w["yaml_unknown"] = root / "unknown.yaml"
     w["yaml_unknown"].write_text("train:\n  stepz: 3\n")
+    w["plain_file"] = root / "plainfile"
+    w["plain_file"].write_text("a file where a folder should go")
     w["existing"] = root / "existing.safetensors"
     w["existing"].write_bytes(b"mine")
     w["samples"] = root / "samples-exist"
@@ -230,6 +232,10 @@ def cases(w: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("translate a missing input", ["translate", p, "--input", w["root"] + "/none.png", "--out", o], "none.png"),
         ("translate a text file named .png", ["translate", p, "--input", w["fake_png"], "--out", o], "fake.png"),
         ("translate an empty folder", ["translate", p, "--input", w["empty_dir"], "--out", o], "no images"),
+        ("translate with a seed past 2**63", ["translate", p, "--input", w["img"], "--out", o, "--seed",
+                                              str(2**64)], "seed"),
+        ("translate --out an existing file", ["translate", p, "--input", w["img"], "--out", w["plain_file"]],
+         "plainfile"),
         ("translate --out a file name", ["translate", p, "--input", w["img"], "--out", o + ".png"], "folder"),
         # style and attention tools on models without them
         ("mix without a mapping network", ["mix", r, "--out", o + ".png"], "mapping"),

@@ -129,7 +129,13 @@ def test_test_time_dropout_is_the_papers_noise_and_switchable():
     assert torch.equal(a, G(x))  # ... drawn from the torch RNG: a seed fixes it
     off = UNetGenerator(Pix2PixConfig(ngf=4, test_dropout=False), 16, 1).eval()
     assert torch.equal(off(x), off(x))
-    assert UNetGenerator(Pix2PixConfig(ngf=4, test_dropout=False), 16, 1).train()(x).requires_grad
+    off.train()  # switched off for translation only: training still draws it
+    assert not torch.equal(off(x), off(x))
+
+
+def test_pix2pix_keeps_no_ema_generator():
+    with pytest.raises(GanforgeError, match="train.ema=false"):
+        C.resolve("pix2pix", [{"data": {"name": "edges2fashion"}, "train": {"ema": True}}])
 
 
 # ------------------------------------------------------------------------------------------ the loss

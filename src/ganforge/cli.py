@@ -613,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     except GanforgeError as e:
         print(f"ganforge {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output the system refuses (a full disk, no permission, a file where a folder goes)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ganforge {args.verb}: error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ganforge {args.verb}: interrupted", file=sys.stderr)
         return 130

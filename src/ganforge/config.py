@@ -290,6 +290,8 @@ def validate(cfg: RunConfig) -> None:
     for k, v in positive.items():
         if v < 1:
             raise GanforgeError(f"{k} must be >= 1, got {v}")
+    if d.direction not in ("AtoB", "BtoA"):
+        raise GanforgeError(f"data.direction must be AtoB or BtoA, got {d.direction!r}")
     if t.diverge_retries < 0 or not 0 < t.diverge_lr_factor <= 1:
         raise GanforgeError(f"train.diverge_retries must be >= 0 and train.diverge_lr_factor in (0, 1], got "
                             f"{t.diverge_retries}, {t.diverge_lr_factor}")

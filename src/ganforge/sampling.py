@@ -5,6 +5,7 @@ the Python API and (later) the web page all go through here.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from pathlib import Path
@@ -15,6 +16,27 @@ from . import config as config_mod
 from .recipes import RECIPES, capabilities, chunks, full_size, to_device
 from .registry import GanforgeError, get_model
 from .train.checkpoint import read_header, read_tensors, resolve_checkpoint
+
+
+@contextlib.contextmanager
+def seeded_rng(device: torch.device, seed: int):
+    """Run a block with the torch RNG of `device` (the CPU's, or that CUDA device's) seeded with `seed`, and
+    every RNG as it was afterwards: what a network draws as it runs (pix2pix's test-time dropout) is then fixed
+    by the seed, and the caller's random streams (a training run's) are untouched."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
+        yield
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed < 2**63:
+        raise GanforgeError(f"seed must be in [0, 2**63), got {seed}")
+    return seed
 
 
 class Generator:
@@ -93,10 +115,8 @@ class Generator:
         g = torch.Generator()
         if seed is None:
             g.seed()
-        elif not 0 <= seed < 2**63:
-            raise GanforgeError(f"seed must be in [0, 2**63), got {seed}")
         else:
-            g.manual_seed(seed)
+            g.manual_seed(check_seed(seed))
         return g
 
     def inputs(self, n: int, seed: int | None = 0, truncation: float | None = None,
@@ -164,7 +184,8 @@ class Generator:
         """Input images [N, C, H, W] in [-1, 1] (any size; grey or colour) -> the model's translations, [N, C', H,
         W] in [-1, 1] at the inputs' size (float32, on the CPU). Inputs of another size are resized to the
         model's resolution (antialiased) and the outputs back; grey inputs of a colour model are repeated,
-        colour inputs of a grey model averaged. `seed` fixes the test-time dropout (the model's only noise)."""
+        colour inputs of a grey model averaged. `seed` fixes the test-time dropout (the model's only noise;
+        None: a fresh draw); the caller's random streams are untouched."""
         if not self.translates:
             raise GanforgeError(f"{self.origin} is a {self.cfg.model}: it generates from latents and translates "
                                 f"no images (use sample); translation needs a model such as pix2pix")
@@ -180,8 +201,8 @@ class Generator:
             x = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True, align_corners=False)
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(0 if seed is None else seed)
+        seed = self._generator(seed).initial_seed()  # checked, or drawn afresh for None
+        with seeded_rng(self.device, seed):
             out = torch.cat([self.net(source=part.to(self.device)).float().cpu() for part in x.split(batch_size)])
         if size != (r, r):
             out = torch.nn.functional.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False)

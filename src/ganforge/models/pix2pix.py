@@ -27,9 +27,11 @@ Implemented:
 - Weights from N(0, 0.02), norm gains from N(1, 0.02), biases 0 (appendix 6.2).
 - The loss (recipes/paired.py): cGAN + lambda * L1 with lambda 100, D's objective halved; Adam(2e-4, 0.5, 0.999).
 
-Differences from the paper, and why: the paper trains with batch size 1-10 on a GPU; on a CPU the registry's
-default batch is 32 for throughput (measured in benchmarks/); the network itself is the paper's, at the
-depth the image size gives.
+Differences from the paper, and why: the paper trains with batch size 1-10 on a GPU and normalises with the
+test batch's statistics at test time; here a GPU run takes the paper's batch of 1, a CPU run batches of 32 and
+half the widths (the CPU preset: ngf = ndf = 32) for throughput, and with `arch.norm=batch` translation uses
+the running statistics (`arch.norm=instance` is the paper's batch-1 behaviour exactly, at any batch size). The
+layout is the paper's, at the depth the image size gives.
 """
 from __future__ import annotations
 

@@ -52,6 +52,9 @@ class Paired:
     @staticmethod
     def check(cfg) -> None:
         r = cfg.recipe
+        if cfg.train.ema:
+            raise GanforgeError(f"{cfg.model} keeps no moving average of G (the paper has none, and its batch norm "
+                                f"and dropout act at test time); set train.ema=false")
         if not (r.lambda_l1 >= 0 and r.lambda_gan >= 0) or r.lambda_l1 + r.lambda_gan <= 0:
             raise GanforgeError(f"recipe.lambda_l1 and recipe.lambda_gan must be >= 0 and not both 0; got "
                                 f"{r.lambda_l1}, {r.lambda_gan}")

@@ -20,9 +20,10 @@ from ..registry import GanforgeError, get_model
 GiB = 2**30
 HEADROOM = 0.9  # of the available memory, the most a request may plan to use
 
-# named datasets' training images (and image fields per item), for the in-memory data's share
-DATASET_ITEMS = {"fashion-mnist": (60000, 1), "mnist": (60000, 1), "emoji": (1870, 1), "edges2fashion": (60000, 2),
-                 "gray2emoji": (1684, 2)}
+# named datasets' training items, image fields per item and channels: the in-memory data's share (held at the
+# run's resolution)
+DATASET_ITEMS = {"fashion-mnist": (60000, 1, 1), "mnist": (60000, 1, 1), "emoji": (1870, 1, 3),
+                 "edges2fashion": (60000, 2, 1), "gray2emoji": (1684, 2, 3)}
 
 
 def available_bytes(device: torch.device) -> int:
@@ -69,8 +70,10 @@ def _activation_elements(net: torch.nn.Module, *args, **kwargs) -> int:
     return total[0]
 
 
-def training_estimate(cfg, channels: int, batch: int | None = None, resolution: int | None = None) -> dict:
-    """Bytes a run of `cfg` needs (keys: weights, activations, data, total), from meta-device networks."""
+def training_estimate(cfg, channels: int, batch: int | None = None, resolution: int | None = None,
+                      on_gpu: bool = False) -> dict:
+    """Bytes a run of `cfg` needs (keys: weights, activations, data, total), from meta-device networks; with
+    `on_gpu`, what the GPU holds."""
     from ..recipes import RECIPES
 
     spec = get_model(cfg.model)
@@ -105,8 +108,10 @@ def training_estimate(cfg, channels: int, batch: int | None = None, resolution: 
         activations = 4 * 2 * (g_act + 2 * d_act)  # fp32; the backward's gradients as large again
     except Exception:  # noqa: BLE001 (a family whose forward cannot run on meta: weights and data only)
         activations = 0
-    items, fields = DATASET_ITEMS.get(cfg.data.name, (0, 1))
-    data = items * fields * channels * r * r
+    items, fields, native = DATASET_ITEMS.get(cfg.data.name, (0, 1, channels))
+    data = items * fields * (cfg.data.channels or native) * r * r
+    if on_gpu:  # the host holds the data; the GPU a copy only where it fits data.memory_mb (data/batches.py)
+        data = min(data, int(cfg.data.memory_mb * 2**20))
     return {"weights": weights, "activations": activations, "data": data,
             "total": weights + activations + data}
 
@@ -114,8 +119,9 @@ def training_estimate(cfg, channels: int, batch: int | None = None, resolution: 
 def check_training(cfg, channels: int | None, device: torch.device) -> None:
     """A clear error, before any work, when a run of `cfg` clearly cannot fit in `device`'s memory; it says what
     would fit (a smaller batch, or a lower resolution at this batch)."""
-    channels = channels or 3  # not known before the data is read: the larger
-    est = training_estimate(cfg, channels)
+    channels = channels or 3  # not known before the data is read: the larger (a named dataset's own is used)
+    gpu = device.type == "cuda"
+    est = training_estimate(cfg, channels, on_gpu=gpu)
     avail = available_bytes(device) * HEADROOM
     if est["total"] <= avail:
         return
@@ -134,7 +140,7 @@ def check_training(cfg, channels: int | None, device: torch.device) -> None:
         res = r // 2
         while res >= 4:
             try:
-                if training_estimate(cfg, channels, resolution=res)["total"] <= avail:
+                if training_estimate(cfg, channels, resolution=res, on_gpu=gpu)["total"] <= avail:
                     hint.append(f"at batch {b}, --resolution {res} would fit")
                     break
             except (ValueError, RuntimeError, GanforgeError):  # not a resolution this model builds at

@@ -192,12 +192,9 @@ def fixed_pairs(data: ImageData, n: int, seed: int) -> dict[str, torch.Tensor]:
     return {k: to_unit_range(v) if k in IMAGE_KEYS else v for k, v in data.take(idx).items()}
 
 
-def grid_inputs(recipe, n: int, seed: int, data: ImageData | None = None) -> dict:
+def grid_inputs(recipe, n: int, seed: int) -> dict:
     """The inputs of the progress grids: the same in every grid and across resumes; a conditional model's
-    grid has one row per class (see grid_layout); a translating model's grid translates fixed pairs of the
-    data (a quarter as many: each is shown as input | output | target)."""
-    if translates(recipe):
-        return recipe.inputs(n, None, batch=fixed_pairs(data, max(1, n // 4), seed + 777))
+    grid has one row per class (see grid_layout). (A translating model's grid: Trainer.__init__.)"""
     g = torch.Generator().manual_seed(seed + 777)
     labels = None
     k = getattr(recipe.G, "num_classes", 0)
@@ -243,12 +240,14 @@ class Trainer:
         self.best_fid = math.inf
         self._eval_reference = None
         self._health_reals: dict[int, torch.Tensor] = {}
-        self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed, data)
-        self.grid_nrow = grid_layout(cfg.train.sample_grid, getattr(s.G, "num_classes", 0))[1]
         self.grid_targets = None
-        if translates(self.recipe):  # rows of (input | output | target) triples, four per row
-            self.grid_targets = fixed_pairs(data, len(self.grid["source"]), cfg.train.seed + 777)["image"]
-            self.grid_nrow = 3 * min(4, len(self.grid_targets))
+        if translates(self.recipe):  # fixed pairs of the data (a quarter as many), shown as input | output | target
+            pairs = fixed_pairs(data, max(1, cfg.train.sample_grid // 4), cfg.train.seed + 777)
+            self.grid, self.grid_targets = self.recipe.inputs(len(pairs["image"]), None, batch=pairs), pairs["image"]
+            self.grid_nrow = 3 * min(4, len(self.grid_targets))  # four triples per row
+        else:
+            self.grid = grid_inputs(self.recipe, cfg.train.sample_grid, cfg.train.seed)
+            self.grid_nrow = grid_layout(cfg.train.sample_grid, getattr(s.G, "num_classes", 0))[1]
         s.apply_schedule(self.recipe.schedule(0))  # a growing run starts (and shows step 0) at its first stage
 
     # -- state
@@ -346,7 +345,7 @@ class Trainer:
         times train.diverge_lr_factor; a clear error once train.diverge_retries rollbacks are spent. Returns what
         happened, for the log."""
         t = self.cfg.train
-        rollbacks, scale = self.rollbacks + 1, self.s.lr_scale * t.diverge_lr_factor
+        rollbacks, scale, best = self.rollbacks + 1, self.s.lr_scale * t.diverge_lr_factor, self.best_fid
         ckpt = newest_checkpoint(self.run_dir)
         if rollbacks > t.diverge_retries:
             where = f"the newest good checkpoint is {ckpt}" if ckpt else "no checkpoint was saved"
@@ -363,6 +362,8 @@ class Trainer:
         else:
             raise GanforgeError(f"training diverged at step {at_step} and no good checkpoint is left to go back to")
         self.rollbacks, self.s.lr_scale = rollbacks, scale
+        self.best_fid = min(best, self.best_fid)  # best.safetensors may come from the abandoned steps: keep its bar
+        self.health = HealthMonitor(t.log_every)  # its counts were of the abandoned steps
         self.s.set_learning_rates()  # a growing run's schedule re-applies the scale at its next step
         self._bad = None
         return (f"training diverged (non-finite loss or weights) at step {at_step}: rolled back to {to} (step "
@@ -374,14 +375,19 @@ class Trainer:
             recalibrate_batchnorm(self.s.G_ema, self.recipe.inputs, self.s.device)
 
     @torch.no_grad()
-    def _generate(self, inputs: dict) -> torch.Tensor:
-        """The sampling generator (G_ema with its own BN statistics, or G) in eval mode; fp32, on the CPU."""
+    def _generate(self, inputs: dict, seed: int | None = None) -> torch.Tensor:
+        """The sampling generator (G_ema with its own BN statistics, or G) in eval mode; fp32, on the CPU. What G
+        draws as it runs (pix2pix's test-time dropout) comes from an RNG seeded with `seed` (default: the run's
+        grid seed), never from the run's: grids and evaluations neither vary nor change the run's course."""
+        from ..sampling import seeded_rng
+
         self._prepare_sampler()
         G = self.s.sampler
         was = G.training
         G.eval()
-        images = torch.cat([full_size(G(**to_device(part, self.s.device)).float().cpu(), self.cfg.data.resolution)
-                            for part in chunks(inputs, 256)])
+        with seeded_rng(self.s.device, self.cfg.train.seed + 777 if seed is None else seed):
+            images = torch.cat([full_size(G(**to_device(part, self.s.device)).float().cpu(), self.cfg.data.resolution)
+                                for part in chunks(inputs, 256)])
         G.train(was)
         return images
 
@@ -391,8 +397,6 @@ class Trainer:
         shown = images
         if self.grid_targets is not None:
             shown = torch.stack([self.grid["source"].float(), images, self.grid_targets.float()], 1).flatten(0, 1)
-            if shown.shape[1] != images.shape[1]:  # grey inputs of a colour model: shown in colour
-                shown = shown.expand(-1, images.shape[1], -1, -1)
         save_grid(shown, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow)
         return images
 
@@ -451,15 +455,16 @@ class Trainer:
         return {"values": values, "warnings": warnings, "extractor": extractor}
 
     def _evaluate_translation(self) -> dict:
-        """A translator's outputs for eval_n held pairs of the training data (the run's own held-out split is
-        `ganforge eval`'s): L1 to the targets and FID/KID against the targets."""
+        """A translator's outputs for eval_n pairs of the training data, the same ones every time (the data's
+        held-out split is `ganforge eval`'s): L1 to the targets and FID/KID against the targets."""
         from ..metrics.evaluate import ImageSet, evaluate, to_uint8
 
         t = self.cfg.train
-        pairs = fixed_pairs(self.data, t.eval_n, t.seed + 4242)
+        if self._eval_reference is None:  # read once (a streamed folder is not read again at every evaluation)
+            self._eval_reference = fixed_pairs(self.data, t.eval_n, t.seed + 4242)
+        pairs = self._eval_reference
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(t.seed + 4242)  # test-time dropout, the same in every evaluation
-            fake_f = self._generate(self.recipe.inputs(len(pairs["source"]), None, batch=pairs))
+            fake_f = self._generate(self.recipe.inputs(len(pairs["source"]), None, batch=pairs), t.seed + 4242)
             values = {"eval/l1": (fake_f - pairs["image"]).abs().mean().item() / 2}  # in [0, 1] pixel units
             metrics = tuple(m for m in t.eval_metrics.split(",") if m)
             res = evaluate(ImageSet(to_uint8(fake_f, "outputs"), "outputs", self.cfg.data.name),
