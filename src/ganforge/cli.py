@@ -532,7 +532,7 @@ def cmd_translate(args) -> None:
     import numpy as np
     import torch
 
-    from .data.sources import IMAGE_EXTENSIONS, _read_errors, _to_array
+    from .data.sources import IMAGE_EXTENSIONS, _image_files, _read_errors, _to_array, to_unit_range
     from .sampling import load
     from .viz import to_hwc_uint8
 
@@ -550,7 +550,7 @@ def cmd_translate(args) -> None:
             if hasattr(m, "at_test"):
                 m.at_test = False
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        files = _image_files(src)
         if not files:
             raise GanforgeError(f"no images in {src} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
         targets = [out / p.relative_to(src).with_suffix(".png") for p in files]
@@ -570,7 +570,7 @@ def cmd_translate(args) -> None:
                 raise GanforgeError(f"{f} cannot be read as an image ({type(e).__name__}: {e})") from None
             bad.append(f"{f.name} ({type(e).__name__})")
             continue
-        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        x = to_unit_range(torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None])
         y = gen.translate(x, seed=args.seed + i)
         shown = torch.cat([x.expand(-1, y.shape[1], -1, -1), y], -1) if args.compare else y
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -180,14 +180,9 @@ def paired_status() -> list[dict]:
         where = None
     rows.append({"name": "edges2fashion", "found": where, "classes": len(DATASETS["fashion-mnist"].classes),
                  "install": f"apt-get install {DATASETS['fashion-mnist'].debian_package}"})
-    from .emoji import find_emoji_test, find_font
+    from .sources import EMOJI_INSTALL, emoji_found
 
-    try:
-        where = f"{find_font()} (rendered on first use)" if find_emoji_test() else None
-    except GanforgeError:
-        where = None
-    rows.append({"name": "gray2emoji", "found": where, "classes": 9,
-                 "install": "apt-get install fonts-noto-color-emoji unicode-data"})
+    rows.append({"name": "gray2emoji", "found": emoji_found(), "classes": 9, "install": EMOJI_INSTALL})
     return rows
 
 

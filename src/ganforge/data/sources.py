@@ -672,6 +672,19 @@ def load_data(data: str, resolution: int, split: str = "train", channels: int | 
     return ImageData(path.name, str(path), fields=tensors, **common)
 
 
+EMOJI_INSTALL = "apt-get install fonts-noto-color-emoji unicode-data"
+
+
+def emoji_found() -> str | None:
+    """Where the emoji come from on this machine (the font, rendered on first use), or None."""
+    from .emoji import find_emoji_test, find_font
+
+    try:
+        return f"{find_font()} (rendered on first use)" if find_emoji_test() else None
+    except GanforgeError:
+        return None
+
+
 def data_status() -> list[dict]:
     """What `ganforge data list` prints: each named dataset and where it was found (nothing downloaded)."""
     rows = []
@@ -682,14 +695,7 @@ def data_status() -> list[dict]:
             where = None
         rows.append({"name": name, "found": where, "classes": len(ds.classes),
                      "install": f"apt-get install {ds.debian_package}" if ds.debian_package else "torchvision download"})
-    from .emoji import find_emoji_test, find_font
-
-    try:
-        where = f"{find_font()} (rendered on first use)" if find_emoji_test() else None
-    except GanforgeError:
-        where = None
-    rows.append({"name": "emoji", "found": where, "classes": 9,
-                 "install": "apt-get install fonts-noto-color-emoji unicode-data"})
+    rows.append({"name": "emoji", "found": emoji_found(), "classes": 9, "install": EMOJI_INSTALL})
     from .paired import paired_status
 
     return rows + paired_status()

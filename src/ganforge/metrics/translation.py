@@ -22,6 +22,19 @@ def held_out_pairs(gen, data: str | None = None, split: str = "test", n: int | N
     return pairs, idx
 
 
+def l1_error(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean absolute error of images in [-1, 1], in [0, 1] pixel units (what the benchmark tables report)."""
+    return (outputs.float() - targets.float()).abs().mean().item() / 2
+
+
+def eval_values(res: dict) -> dict:
+    """evaluate()'s result as log values: every float metric under eval/, KID by its mean."""
+    values = {f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}
+    if isinstance(res.get("kid"), dict):
+        values["eval/kid"] = res["kid"]["mean"]
+    return values
+
+
 LAB_RANGES = {"L": (0.0, 100.0), "a": (-110.0, 110.0), "b": (-110.0, 110.0)}
 
 
@@ -55,7 +68,7 @@ def translation_metrics(gen, data: str | None = None, split: str = "test", n: in
     (all of them by default) against their targets. With `outputs`, also returns the translated images under
     "images" (with "sources" and "targets"), for pictures."""
     from ..data.sources import to_unit_range
-    from .evaluate import ImageSet, evaluate
+    from .evaluate import ImageSet, evaluate, to_uint8
 
     if not gen.translates:
         raise GanforgeError(f"{gen.origin} is a {gen.cfg.model}; translation metrics need a translation model")
@@ -64,8 +77,8 @@ def translation_metrics(gen, data: str | None = None, split: str = "test", n: in
     source, target = to_unit_range(taken["source"]), taken["image"]
     fake = gen.translate(source, seed=seed)
     target_f = to_unit_range(target)
-    l1 = (fake - target_f).abs().mean().item() / 2
-    fake_u8 = ((fake + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    l1 = l1_error(fake, target_f)
+    fake_u8 = to_uint8(fake, "outputs")
     kid = max(2, min(kid_subset_size, len(idx) // 2))
     res = evaluate(ImageSet(fake_u8, f"{gen.cfg.model} outputs ({gen.source})", pairs.name),
                    ImageSet(target, f"{pairs.name} {split} targets", pairs.name), tuple(metrics), extractor,

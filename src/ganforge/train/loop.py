@@ -233,7 +233,7 @@ class Trainer:
         self.step = 0
         self.nimg = 0  # images shown to D (as reals) so far: what schedules, EMA and ADA count in
         self.rollbacks = 0  # divergences rolled back so far (saved in checkpoints)
-        self._bad: torch.Tensor | None = None  # on the device: a non-finite loss since the last check
+        self._acc: dict = {"sums": {}}  # the current log interval's summed losses (on the device): see _run
         self._initial: dict | None = None  # a fresh run's state at step 0, to roll back to before any checkpoint
         self.progress = progress
         self.health = HealthMonitor(cfg.train.log_every)
@@ -302,17 +302,12 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.s.device)
 
     # -- divergence
-    def _note_losses(self, out: dict) -> None:
-        """Fold this step's losses into the device-side divergence flag (no host sync)."""
-        losses = [v.float().reshape(()) for k, v in out.items() if k.startswith("loss")]
-        if losses:
-            bad = ~torch.isfinite(torch.stack(losses)).all()
-            self._bad = bad if self._bad is None else self._bad | bad
-
     def _check_finite(self, weights: bool = False) -> None:
         """Raise Diverged where a loss since the last check, or (with `weights`) a weight or buffer of a network,
-        is not finite. One host read; called at log, sample, evaluation and checkpoint time only."""
-        ok = [] if self._bad is None else [~self._bad]
+        is not finite. The losses are the log interval's sums, which the loop keeps anyway (a NaN or an infinity
+        in any step stays in its interval's sum; earlier intervals were checked at their log): nothing is added
+        to the step. One host read; called at log, sample, evaluation and checkpoint time only."""
+        ok = [torch.isfinite(v).all() for k, v in self._acc["sums"].items() if k.startswith("loss")]
         if weights:
             ok += [torch.isfinite(v).all() for net in self._nets().values() for v in net.state_dict().values()
                    if v.is_floating_point()]
@@ -365,7 +360,6 @@ class Trainer:
         self.best_fid = min(best, self.best_fid)  # best.safetensors may come from the abandoned steps: keep its bar
         self.health = HealthMonitor(t.log_every)  # its counts were of the abandoned steps
         self.s.set_learning_rates()  # a growing run's schedule re-applies the scale at its next step
-        self._bad = None
         return (f"training diverged (non-finite loss or weights) at step {at_step}: rolled back to {to} (step "
                 f"{self.step}), learning rates x{scale:g} (rollback {rollbacks} of at most {t.diverge_retries})")
 
@@ -417,6 +411,7 @@ class Trainer:
         histogram where a domain classifier exists. Uses its own RNGs: the run's course does not change."""
         from ..metrics.evaluate import ImageSet, evaluate, load_image_set, to_uint8
         from ..metrics.extractors import DOMAIN, default_extractor
+        from ..metrics.translation import eval_values
 
         t = self.cfg.train
         if translates(self.recipe):
@@ -439,9 +434,7 @@ class Trainer:
             # KID subsets of at most half the samples, so its std measures something
             res = evaluate(fake, self._eval_reference, metrics, t.eval_extractor or None,
                            kid_subset_size=max(2, min(1000, t.eval_n // 2)), device=str(self.s.device))
-            values = {f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}
-            if isinstance(res.get("kid"), dict):
-                values["eval/kid"] = res["kid"]["mean"]
+            values = eval_values(res)
             warnings = []
             extractor = res["extractor"]
             if extractor in DOMAIN or default_extractor(self.cfg.data.name) in DOMAIN:
@@ -458,6 +451,7 @@ class Trainer:
         """A translator's outputs for eval_n pairs of the training data, the same ones every time (the data's
         held-out split is `ganforge eval`'s): L1 to the targets and FID/KID against the targets."""
         from ..metrics.evaluate import ImageSet, evaluate, to_uint8
+        from ..metrics.translation import eval_values, l1_error
 
         t = self.cfg.train
         if self._eval_reference is None:  # read once (a streamed folder is not read again at every evaluation)
@@ -465,15 +459,13 @@ class Trainer:
         pairs = self._eval_reference
         with torch.random.fork_rng(devices=[]):
             fake_f = self._generate(self.recipe.inputs(len(pairs["source"]), None, batch=pairs), t.seed + 4242)
-            values = {"eval/l1": (fake_f - pairs["image"]).abs().mean().item() / 2}  # in [0, 1] pixel units
+            values = {"eval/l1": l1_error(fake_f, pairs["image"])}
             metrics = tuple(m for m in t.eval_metrics.split(",") if m)
             res = evaluate(ImageSet(to_uint8(fake_f, "outputs"), "outputs", self.cfg.data.name),
                            ImageSet(to_uint8(pairs["image"], "targets"), f"{self.data.name} (targets)"),
                            metrics, t.eval_extractor or None, kid_subset_size=max(2, min(1000, len(fake_f) // 2)),
                            device=str(self.s.device))
-        values.update({f"eval/{k}": v for k, v in res.items() if isinstance(v, float)})
-        if isinstance(res.get("kid"), dict):
-            values["eval/kid"] = res["kid"]["mean"]
+        values.update(eval_values(res))
         return {"values": values, "warnings": [], "extractor": res["extractor"]}
 
     # -- the loop
@@ -626,7 +618,6 @@ class Trainer:
             if sgd:
                 adjust_sgd(s.opt, self.cfg, self.step, self.nimg, s.lr_scale)
             out = s.train_step(batch, inputs, self.step, sched)
-            self._note_losses(out)
             sums = acc["sums"]
             for k, v in out.items():
                 sums[k] = sums[k] + v if k in sums else v
