@@ -85,6 +85,25 @@ def tiny_layers(model: str, steps: int = 4, **train) -> list[dict]:
     return [base, TINY[model]]
 
 
+def serve_runs(tmp_path_factory, models: list[str] | None = None) -> dict[str, Path]:
+    """For the web page's tests: a 2-step run of each model (every registered one by default; tiny configs) and
+    "csagan", a class-conditional sagan; {name: run dir}."""
+    import ganforge
+    from ganforge import config as C
+    from ganforge.train.loop import train
+
+    out = {}
+    with synthetic_fashion(tmp_path_factory.mktemp("cache")):
+        root = tmp_path_factory.mktemp("runs")
+        for m in models or ganforge.list_models():
+            train(C.resolve(m, tiny_layers(m, steps=2)), root / m, progress=False)
+            out[m] = root / m
+        layers = tiny_layers("sagan", steps=2) + [{"arch": {"num_classes": 10}}]
+        train(C.resolve("sagan", layers), root / "csagan", progress=False)
+        out["csagan"] = root / "csagan"
+    return out
+
+
 def write_idx(folder: Path, n: int = 96, split: str = "train", seed: int = 0, size: int = 28) -> Path:
     """Fashion-MNIST-shaped IDX files (gzipped, like the real ones): a bright blob per image on black, with
     ten labels, enough for models to fit and for loaders to parse."""

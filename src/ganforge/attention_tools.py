@@ -12,7 +12,8 @@ error. The maps come from the layer's explicit softmax path (`keep_attention`), 
 - `attention_maps`: the images and, for every query position of the chosen layer, its weights over the key
   grid (with `arch.attn_pool` the keys are max-pooled 2x2, so the key grid is half the layer's resolution);
 - `attention_figure`: the figure, as a PIL image (RGB);
-- `save_attention_figure`: the figure as a PNG, written atomically, never over an existing file unless asked.
+- `save_attention_figure`: the figure as a PNG, written atomically, never over an existing file unless asked, with
+  its origin (`meta`) as PNG text.
 """
 from __future__ import annotations
 
@@ -254,9 +255,11 @@ def attention_figure(gen, seeds: list[int], points=None, labels=None, layer: int
 
 def save_attention_figure(gen, seeds: list[int], out: str | Path, points=None, labels=None,
                           layer: int | str | None = None, size: int | None = None, mode: str = "nearest",
-                          force: bool = False) -> Path:
+                          force: bool = False, meta: dict | None = None) -> Path:
     """`attention_figure` as a PNG at `out`, written atomically (a temporary file, then renamed); an existing
-    file is an error unless `force`."""
+    file is an error unless `force`. `meta`: the figure's origin (`Generator.provenance`), as PNG text."""
+    from .provenance import png_info
+
     out = Path(out)
     if out.exists() and not force:
         raise GanforgeError(f"{out} exists; choose another --out or pass --force")
@@ -266,7 +269,7 @@ def save_attention_figure(gen, seeds: list[int], out: str | Path, points=None, l
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        img.save(tmp, format="PNG")
+        img.save(tmp, format="PNG", pnginfo=png_info(meta))
         os.replace(tmp, out)  # a kill mid-write never leaves a truncated figure behind
     finally:
         if tmp.exists():

@@ -25,6 +25,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _port(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {s!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is in [0, 65535], got {v}")
+    return v
+
+
 def _nonneg_float(s: str) -> float:
     try:
         v = float(s)
@@ -224,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="overwrite existing files")
     x.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
+    sv = sub.add_parser("serve", help="a web page (\"This ... Does Not Exist\") and an HTTP API over trained models")
+    sv.add_argument("runs", nargs="+", metavar="RUN_OR_CKPT",
+                    help="run directories, checkpoints or exported models, each optionally as NAME=PATH")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    sv.add_argument("--port", type=_port, default=8000)
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--out", required=True)
@@ -323,6 +340,12 @@ def _check_free(paths: list[Path], force: bool) -> None:
                             f"--out or pass --force")
 
 
+def _meta(gen, args, *names: str, **fields) -> dict[str, str]:
+    """The origin an image carries (`Generator.provenance`): the model and checkpoint, the arguments `names` that
+    fix the image, as given (cls as "class"; None left out), and `fields`."""
+    return gen.provenance(**{"class" if n == "cls" else n: getattr(args, n) for n in names}, **fields)
+
+
 def cmd_sample(args) -> None:
     import numpy as np
 
@@ -341,16 +364,19 @@ def cmd_sample(args) -> None:
         _check_free([path], args.force)
         path.parent.mkdir(parents=True, exist_ok=True)
         extra = {"labels": inputs["c"].numpy()} if "c" in inputs else {}
-        np.savez_compressed(path, images=to_hwc_uint8(images), z=inputs["z"].numpy(), **extra)  # images: [N, H, W, C]
+        origin = json.dumps(_meta(gen, args, "seed", "truncation", "cls", "n"))  # the PNGs' text chunks, as JSON
+        np.savez_compressed(path, images=to_hwc_uint8(images), z=inputs["z"].numpy(), provenance=np.array(origin),
+                            **extra)  # images: [N, H, W, C]
         print(f"{args.n} samples -> {path}")
         return
     if out.suffix:
         raise GanforgeError(f"--out {out} looks like a file; with --format png it must be a folder")
     targets = [out / f"{i:06d}.png" for i in range(args.n)] + ([out / "grid.png"] if args.grid else [])
     _check_free(targets, args.force)
-    save_images(images, out)
+    meta = _meta(gen, args, "seed", "truncation", "cls", "n")
+    save_images(images, out, meta=meta)
     if args.grid:
-        save_grid(images[:256], out / "grid.png")
+        save_grid(images[:256], out / "grid.png", meta=meta)
     print(f"{args.n} samples -> {out}/")
 
 
@@ -374,11 +400,15 @@ def cmd_interpolate(args) -> None:
         gen.class_index(args.cls)  # the clear error: this model takes no class
     images = interpolate(gen, args.seeds, args.steps, args.method, args.space, args.truncation, labels,
                          noise=not args.no_noise)
-    if out.suffix.lower() == ".png":
-        save_grid(images, out, nrow=args.steps)
-    else:
-        save_gif([make_grid(x[None], nrow=1, padding=0) for x in images], out)
     space = args.space or ("w" if gen.has_mapping else "z")
+    method = args.method or ("slerp" if space == "z" else "lerp")
+    noise = not args.no_noise if gen.capabilities["noise"] else None  # a model without noise inputs: not its say
+    meta = _meta(gen, args, "seeds", "steps", "truncation", space=space, method=method, noise=noise,
+                 **{"class": labels})
+    if out.suffix.lower() == ".png":
+        save_grid(images, out, nrow=args.steps, meta=meta)
+    else:
+        save_gif([make_grid(x[None], nrow=1, padding=0) for x in images], out, meta=meta)
     print(f"interpolation of seeds {','.join(map(str, args.seeds))} in {space} -> {out}")
 
 
@@ -403,7 +433,8 @@ def cmd_truncation(args) -> None:
 
     out = _png_out(args)
     gen = _style_model(args, "the truncation strip")
-    truncation_strip(gen, args.seeds, args.psis, noise=not args.no_noise).save(out)
+    fig = truncation_strip(gen, args.seeds, args.psis, noise=not args.no_noise)
+    fig.save(out, meta=_meta(gen, args, "seeds", "psis", noise=not args.no_noise))
     print(f"truncation strip of seeds {','.join(map(str, args.seeds))} (rows) at psi "
           f"{','.join(f'{p:g}' for p in args.psis)} (columns) -> {out}")
 
@@ -414,7 +445,7 @@ def cmd_mix(args) -> None:
     out = _png_out(args)
     gen = _style_model(args, "style mixing")
     fig = style_mix(gen, args.row_seeds, args.col_seeds, args.truncation, noise=not args.no_noise)
-    fig.save(out)
+    fig.save(out, meta=_meta(gen, args, "row_seeds", "col_seeds", "truncation", noise=not args.no_noise))
     print(f"style mixing -> {out}")
     print(f"  top row: column sources, seeds {','.join(map(str, args.col_seeds))}; left column: row sources")
     k = len(args.row_seeds)
@@ -430,7 +461,7 @@ def cmd_variation(args) -> None:
     out = _png_out(args)
     gen = _style_model(args, "stochastic variation")
     fig = stochastic_variation(gen, args.seed, args.n, args.draws, args.truncation)
-    fig.save(out)
+    fig.save(out, meta=_meta(gen, args, "seed", "n", "draws", "truncation"))
     peak = fig.meta["max_std"]
     print(f"{args.n} noise draws of seed {args.seed}, then the per-pixel std over {fig.meta['draws']} draws "
           f"(white = {peak:.3g}) -> {out}")
@@ -453,7 +484,8 @@ def cmd_project(args) -> None:
     start = time.time()
     proj = project(gen, target, steps=args.steps, seed=args.seed, optimize_noise=not args.fixed_noise,
                    callback=report)
-    paths = save_projection(gen, proj, out, force=args.force, image_path=args.image)
+    meta = _meta(gen, args, "seed", "steps", source=Path(args.image).name, optimize_noise=not args.fixed_noise)
+    paths = save_projection(gen, proj, out, force=args.force, image_path=args.image, meta=meta)
     print(f"projected {args.image} in {args.steps} steps ({time.time() - start:.0f}s): distance "
           f"{proj.initial_loss:.4f} -> {proj.final_loss:.4f} ({proj.loss_kind})")
     for p in paths.values():
@@ -469,7 +501,8 @@ def cmd_attention(args) -> None:
     res, _ = A.attention_layer(gen, args.layer)  # the clear errors (no attention, no such layer) before any work
     points = args.points or list(A.DEFAULT_POINTS)
     cells = A.query_cells(points, res, res)
-    A.save_attention_figure(gen, args.seeds, out, points, labels=args.cls, layer=res, force=args.force)
+    A.save_attention_figure(gen, args.seeds, out, points, labels=args.cls, layer=res, force=args.force,
+                            meta=_meta(gen, args, "seeds", "cls", points=points, layer=res))
     where = ", ".join(f"({y:g}, {x:g}) -> cell ({cy}, {cx})" for (y, x), (cy, cx) in zip(points, cells))
     print(f"attention of G's {res}x{res} layer for seeds {','.join(map(str, args.seeds))} (rows) -> {out}")
     print(f"  columns: the image, then the map of each query point (y, x): {where}")
@@ -533,6 +566,7 @@ def cmd_translate(args) -> None:
     import torch
 
     from .data.sources import IMAGE_EXTENSIONS, _image_files, _read_errors, _to_array, to_unit_range
+    from .provenance import png_info
     from .sampling import load
     from .viz import to_hwc_uint8
 
@@ -575,7 +609,8 @@ def cmd_translate(args) -> None:
         shown = torch.cat([x.expand(-1, y.shape[1], -1, -1), y], -1) if args.compare else y
         target.parent.mkdir(parents=True, exist_ok=True)
         arr = to_hwc_uint8(shown)[0]
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(target)
+        meta = _meta(gen, args, seed=args.seed + i, source=f.name, dropout=not args.no_dropout)
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(target, pnginfo=png_info(meta))
         done += 1
     if bad:
         print(f"ganforge translate: skipped {len(bad)} unreadable file(s): {', '.join(bad[:5])}"
@@ -589,10 +624,18 @@ def cmd_export(args) -> None:
     print(f"exported -> {export(args.run, args.out, overwrite=args.force)}")
 
 
+def cmd_serve(args) -> None:
+    try:
+        from .serve import serve
+    except ImportError as e:  # fastapi and uvicorn are dependencies; a broken install says which is missing
+        raise GanforgeError(f"serve needs fastapi and uvicorn ({e}); pip install fastapi uvicorn") from None
+    serve(args.runs, host=args.host, port=args.port, device=args.device)
+
+
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
          "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
          "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "translate": cmd_translate,
-         "export": cmd_export}
+         "serve": cmd_serve, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,13 @@ class Generator:
         return (f"Generator({self.cfg.model}, {self.channels}x{self.resolution}x{self.resolution}, "
                 f"z_dim={self.z_dim}{cond}, step={self.step}, from {self.source})")
 
+    def provenance(self, seed: int | None = None, **fields) -> dict[str, str]:
+        """The origin fields for an image of this model (ganforge.provenance): the family, the checkpoint's sha256,
+        its training step, and what else fixes the image (seed, truncation, class, ...)."""
+        from .provenance import file_hash, provenance
+
+        return provenance(self.cfg.model, file_hash(self.source), step=self.step, seed=seed, **fields)
+
     def class_index(self, c: int | str) -> int:
         """A class given by index or by name -> its index; a clear error for an unconditional model."""
         if not self.conditional:
@@ -362,7 +369,8 @@ INTERPOLATIONS = {"slerp": slerp, "lerp": lerp}
 
 
 def _walk(ends: list[torch.Tensor], steps: int, method: str) -> torch.Tensor:
-    """Points through `ends` in order, `steps` per segment, segments sharing their ends: [(k-1)*steps+1, ...]."""
+    """Points through `ends` in order, `steps` per segment counting both its ends, segments sharing their ends:
+    [(k-1)*(steps-1)+1, ...]."""
     fn = INTERPOLATIONS.get(method)
     if fn is None:
         raise GanforgeError(f"unknown interpolation {method!r}; use slerp or lerp")
@@ -385,7 +393,8 @@ def _check_walk(seeds: list[int], steps: int) -> None:
 
 def interpolation_latents(gen: Generator, seeds: list[int], steps: int, method: str = "slerp",
                           truncation: float | None = None) -> torch.Tensor:
-    """Latents walking through the seeds' latents in order, `steps` per segment: [(len(seeds)-1)*steps+1, z].
+    """Latents walking through the seeds' latents in order, `steps` per segment (both ends counted):
+    [(len(seeds)-1)*(steps-1)+1, z_dim].
     `truncation` as in `Generator.inputs` (for a mapping model, psi does not touch z: see `interpolate`)."""
     _check_walk(seeds, steps)
     return _walk([gen.latents(1, seed=s, truncation=truncation)[0] for s in seeds], steps, method)
@@ -394,7 +403,7 @@ def interpolation_latents(gen: Generator, seeds: list[int], steps: int, method: 
 def interpolation_ws(gen: Generator, seeds: list[int], steps: int, method: str = "lerp",
                      truncation: float | None = None) -> torch.Tensor:
     """Styles walking through the seeds' w in order (W space; StyleGAN section 4 finds it less entangled than
-    Z, so a straight line in it changes the image more evenly): [(len(seeds)-1)*steps+1, num_ws, w_dim].
+    Z, so a straight line in it changes the image more evenly): [(len(seeds)-1)*(steps-1)+1, num_ws, w_dim].
     Linear by default, as the paper's perceptual path length in W; `truncation` is psi."""
     gen.require_mapping("interpolation in W (--space w)")
     _check_walk(seeds, steps)
@@ -404,7 +413,7 @@ def interpolation_ws(gen: Generator, seeds: list[int], steps: int, method: str =
 
 def interpolate(gen: Generator, seeds: list[int], steps: int, method: str | None = None, space: str | None = None,
                 truncation: float | None = None, labels=None, noise: bool = True) -> torch.Tensor:
-    """The images of a walk through the seeds' latents: [(len(seeds)-1)*steps+1, C, H, W] in [-1, 1].
+    """The images of a walk through the seeds' latents: [(len(seeds)-1)*(steps-1)+1, C, H, W] in [-1, 1].
 
     `space`: "z" (the input latents) or "w" (a mapping model's intermediate latents; its default there, "z"
     elsewhere). `method`: slerp or lerp (default: slerp in z, whose Gaussian latents live near a sphere; lerp

@@ -43,11 +43,12 @@ class Figure:
         """The tiles row by row: [rows * cols, C, H, W]."""
         return self.tiles.reshape(-1, *self.tiles.shape[2:])
 
-    def save(self, path: str | Path) -> Path:
-        """One PNG, the tiles laid out as the figure (white padding, about 512 px on screen)."""
+    def save(self, path: str | Path, meta: dict | None = None) -> Path:
+        """One PNG, the tiles laid out as the figure (white padding, about 512 px on screen); `meta`: its origin
+        (`Generator.provenance`), as PNG text."""
         from .viz import save_grid
 
-        return save_grid(self.images(), Path(path), nrow=self.tiles.shape[1])
+        return save_grid(self.images(), Path(path), nrow=self.tiles.shape[1], meta=meta)
 
 
 def _style_groups(gen: Generator) -> dict[str, range]:
@@ -370,10 +371,10 @@ def check_out_dir(out: str | Path, force: bool) -> Path:
 
 
 def save_projection(gen: Generator, proj: Projection, out: str | Path, force: bool = False,
-                    image_path: str | Path | None = None) -> dict[str, Path]:
+                    image_path: str | Path | None = None, meta: dict | None = None) -> dict[str, Path]:
     """Write DIR/reconstruction.png (target | reconstruction), DIR/latent.safetensors (`read_latent`) and
     DIR/progress.gif (target | the reconstruction as the optimisation went). Refuses a non-empty DIR unless
-    `force`."""
+    `force`. `meta`: the pictures' origin (`Generator.provenance`)."""
     from safetensors.torch import save as st_save
 
     from .train.checkpoint import atomic_write_bytes
@@ -382,8 +383,8 @@ def save_projection(gen: Generator, proj: Projection, out: str | Path, force: bo
     out = check_out_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name.split(".")[0]: out / name for name in PROJECTION_FILES}
-    save_grid(torch.cat([proj.target, proj.image]), paths["reconstruction"], nrow=2)
-    save_gif([make_grid(torch.cat([proj.target, f]), nrow=2) for f in proj.frames], paths["progress"])
+    save_grid(torch.cat([proj.target, proj.image]), paths["reconstruction"], nrow=2, meta=meta)
+    save_gif([make_grid(torch.cat([proj.target, f]), nrow=2) for f in proj.frames], paths["progress"], meta=meta)
     header = {"format": LATENT_FORMAT, "format_version": LATENT_VERSION, "model": gen.cfg.model,
               "generator": str(gen.source), "step": gen.step, "image": str(image_path) if image_path else None,
               "steps": proj.steps, "loss": proj.loss_kind, "initial_loss": proj.initial_loss,

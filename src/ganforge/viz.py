@@ -1,4 +1,5 @@
-"""Pictures: sample grids, the training-progress GIF, interpolation strips."""
+"""Pictures: sample grids, the training-progress GIF, interpolation strips. Every writer takes `meta`, the image's
+origin (ganforge.provenance): PNG text chunks, or a GIF's comment."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .provenance import PREFIX, gif_comment, png_info
 
 GIF_GREY_COLOURS = 64     # adaptive grey levels: a sample grid looks the same as with 256, and the GIF is far smaller
 GIF_COLOUR_COLOURS = 256  # colour needs the whole GIF palette (and dithering) to stay free of banding
@@ -51,28 +54,31 @@ def _auto_scale(arr: np.ndarray) -> int:
     return max(1, int(round(512 / max(arr.shape[0], arr.shape[1], 1))))  # about 512 px on screen
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, meta: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images, nrow)
     tmp = path.with_name(f".{path.name}.tmp")
-    _image(grid, _auto_scale(grid)).save(tmp, format="PNG")
+    _image(grid, _auto_scale(grid)).save(tmp, format="PNG", pnginfo=png_info(meta))
     os.replace(tmp, path)  # a kill mid-write never leaves a truncated grid behind
     return path
 
 
-def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:
+def save_images(images: torch.Tensor, folder: Path, start: int = 0, meta: dict | None = None) -> list[Path]:
+    """One PNG per image, 000000.png on from `start`; with `meta`, each also says which of the batch it is
+    (ganforge:index), so a single file still names its seed's draw."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, arr in enumerate(to_hwc_uint8(images)):
         p = folder / f"{start + i:06d}.png"
-        _image(arr).save(p)
+        _image(arr).save(p, pnginfo=png_info(meta and {**meta, f"{PREFIX}index": str(start + i)}))
         paths.append(p)
     return paths
 
 
-def _write_gif(frames: list, path: Path, duration_ms: int, last_hold: int, scale: int = 1) -> Path:
+def _write_gif(frames: list, path: Path, duration_ms: int, last_hold: int, scale: int = 1,
+               meta: dict | None = None) -> Path:
     """PIL frames (mode L or RGB) -> an animated GIF, written atomically, on one adaptive palette.
 
     The palette is fitted once on a few frames and shared, so colours do not flicker between frames and
@@ -99,18 +105,20 @@ def _write_gif(frames: list, path: Path, duration_ms: int, last_hold: int, scale
     durations = [duration_ms] * (len(indexed) - 1) + [duration_ms * (1 + last_hold)]  # rest on the final frame
     tmp = path.with_name(f".{path.name}.tmp")
     indexed[0].save(tmp, format="GIF", save_all=True, append_images=indexed[1:], duration=durations, loop=0,
-                    optimize=True)
+                    optimize=True, comment=gif_comment(meta))
     os.replace(tmp, path)  # a kill mid-write never leaves a truncated GIF behind
     return path
 
 
-def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_hold: int = 10) -> Path:
+def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_hold: int = 10,
+             meta: dict | None = None) -> Path:
     """HxWxC uint8 frames (as make_grid returns) -> an animated GIF about 512 px on screen."""
-    return _write_gif([_image(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]))
+    return _write_gif([_image(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]),
+                      meta=meta)
 
 
 def build_progress_gif(samples_dir: Path, max_frames: int = 60, out: Path | None = None,
-                       shrink: int = 1) -> Path | None:
+                       shrink: int = 1, meta: dict | None = None) -> Path | None:
     """samples/step_*.png -> samples/progress.gif (or `out`): the article's "digits appearing as the GAN
     learns". `shrink` divides the grids' on-screen size (for small copies in the docs)."""
     from PIL import Image
@@ -135,6 +143,6 @@ def build_progress_gif(samples_dir: Path, max_frames: int = 60, out: Path | None
     if not frames:
         return None
     # the grids are already at screen size (save_grid scaled them): no further scaling
-    return _write_gif(frames, out or samples_dir / "progress.gif", duration_ms=150, last_hold=10)
+    return _write_gif(frames, out or samples_dir / "progress.gif", duration_ms=150, last_hold=10, meta=meta)
 
 

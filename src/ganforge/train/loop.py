@@ -391,8 +391,16 @@ class Trainer:
         shown = images
         if self.grid_targets is not None:
             shown = torch.stack([self.grid["source"].float(), images, self.grid_targets.float()], 1).flatten(0, 1)
-        save_grid(shown, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow)
+        save_grid(shown, self.run_dir / "samples" / f"step_{self.step:08d}.png", nrow=self.grid_nrow,
+                  meta=self.provenance())
         return images
+
+    def provenance(self) -> dict[str, str]:
+        """The origin of the run's pictures at this step: no checkpoint hash, as a grid may come before any
+        checkpoint of its step exists."""
+        from ..provenance import provenance
+
+        return provenance(self.cfg.model, None, step=self.step, run=self.run_dir.name, seed=self.cfg.train.seed)
 
     # -- evaluation and health
     def _real_for_health(self, n: int, resolution: int) -> torch.Tensor:
@@ -583,7 +591,7 @@ class Trainer:
         grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         if not grid.exists():
             self.write_samples()
-        gif = build_progress_gif(self.run_dir / "samples")
+        gif = build_progress_gif(self.run_dir / "samples", meta=self.provenance())
         return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
                 "signal": stop_signal[0] if stop_signal else None,
                 "checkpoint": str(self._newest_quietly()),
