@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix data env clean-env
+.PHONY: demo test test-slow browser bench-serve bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix data env clean-env
 
 env: $(STAMP)
 
@@ -21,6 +21,10 @@ data: $(STAMP)
 	@bash scripts/ensure_data.sh $(BIN)/ganforge fashion-mnist
 	@bash scripts/ensure_data.sh $(BIN)/ganforge emoji || echo "emoji: not available here; its tests are skipped"
 
+# chromium for the web page's browser tests (Playwright drives Debian's, as root); without it they are skipped
+browser:
+	@bash scripts/ensure_browser.sh
+
 demo: data
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
 	$(BIN)/ganforge train dcgan --data fashion-mnist --minutes $(DEMO_MINUTES) --out $$run && \
@@ -35,10 +39,10 @@ demo: data
 
 # one process per core (pytest-xdist), one thread each: the tiny models of the fast tests gain little from a
 # second thread, so this is 1.65x faster than one process on 2 threads (4 min 39 s against 7 min 42 s here)
-test: data
+test: data browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
-test-slow: data
+test-slow: data browser
 	$(BIN)/python -m pytest -q -m slow
 
 # each run merges its rows into docs/results/speed.json; progan at 32px (1 channel, Fashion-MNIST-like) and 64px
@@ -89,6 +93,10 @@ bench-small: data
 # out); held-out test pairs: L1 to the truth, FID/KID (docs/benchmarks.md); the hand-drawn outlines' picture
 bench-pix2pix: data
 	PY=$(BIN)/python bash benchmarks/pix2pix_quality.sh
+
+# ganforge serve under 8 concurrent clients (its own 1-step models) -> docs/results/serve.json
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/serve_load.py
 
 clean-env:
 	rm -rf $(VENV)

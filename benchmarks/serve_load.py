@@ -1,6 +1,6 @@
 """`ganforge serve` under load: N concurrent clients on loopback for a bounded time, per model and endpoint.
 
-    python benchmarks/serve_load.py                    # 8 clients, 20 s per scenario -> docs/results/serve.json
+    python benchmarks/serve_load.py                    # 8 clients, 20 s per scenario, twice -> docs/results/serve.json
     python benchmarks/serve_load.py --clients 16 --seconds 30 --runs dcgan=runs/my-dcgan style=runs/my-style
 
 The server is the real one (`ganforge serve` in its own process, uvicorn on 127.0.0.1); the clients are threads
@@ -9,8 +9,10 @@ not change the cost of an image) of a 32px DCGAN, the 64px StyleGAN2 (the most w
 at their CPU presets) and the 64px pix2pix (uploads), on folders of random images it writes.
 
 Scenarios: `fresh` asks a new seed every time (every request runs G), `repeat` asks 16 seeds over and over (the
-ETag cache answers), `translate` posts a 64px PNG. Reported: requests/s, p50/p99 latency, errors (any status
-but 200), and the server's resident memory sampled every 0.5 s (start, end, peak): it should stay flat.
+ETag cache answers), `translate` posts a 64px PNG (a new seed each time). Reported: requests/s, p50/p99 latency,
+errors (any status but 200), and the server's resident memory sampled every 0.5 s (start, end, peak). Every
+scenario runs twice: the first pass warms up (allocator, the PNG cache filling to its bound, 8 MiB here and
+64 MiB by default), the second must leave the resident memory flat.
 """
 from __future__ import annotations
 
@@ -69,6 +71,10 @@ def make_runs(root: Path) -> dict[str, Path]:
     return runs
 
 
+def _fresh() -> int:
+    return random.getrandbits(62)  # a seed never asked before (in any pass): G runs
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -123,11 +129,22 @@ def load(port: int, path_of, clients: int, seconds: float, body: bytes | None, p
                         "peak": round(max(rss) / 1024, 1)}}
 
 
+def _lines(rows: list[dict]) -> None:
+    for r in rows:
+        m = r["rss_mib"]
+        print(f"pass {r['pass']}  {r['model']:14s} {r['scenario']:9s} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+              f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  RSS {m['start']:.0f} -> {m['end']:.0f} MiB "
+              f"(peak {m['peak']:.0f})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--runs", nargs="*", default=None, help="NAME=RUN (default: make 1-step runs)")
+    ap.add_argument("--passes", type=int, default=2, help="runs of every scenario (the RSS of the 2nd should be flat)")
+    ap.add_argument("--cache-mib", type=float, default=8,
+                    help="the server's PNG cache (default 8: it fills in the first pass, so the second shows memory flat)")
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -142,7 +159,8 @@ def main() -> None:
             port = s.getsockname()[1]
         log = open(Path(tmp) / "serve.log", "w")
         server = subprocess.Popen([sys.executable, "-m", "ganforge.cli", "serve", *(f"{k}={v}" for k, v in runs.items()),
-                                   "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+                                   "--port", str(port), "--cache-mib", str(args.cache_mib)],
+                                  stdout=log, stderr=subprocess.STDOUT)
         try:
             for _ in range(600):
                 try:
@@ -154,25 +172,25 @@ def main() -> None:
                     if server.poll() is not None:
                         raise SystemExit(f"ganforge serve exited: {(Path(tmp) / 'serve.log').read_text()[-2000:]}")
                     time.sleep(0.2)
-            rows = []
+            rows, plan = [], []
             for card in cards:
                 name = card["name"]
                 if card["capabilities"]["translates"]:
                     img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-                    scenarios = {"translate": (lambda i, n=name: f"/api/translate?model={n}&seed={i}", _png(img))}
+                    scenarios = {"translate": (lambda i, n=name: f"/api/translate?model={n}&seed={_fresh()}", _png(img))}
                 else:
-                    scenarios = {"fresh": (lambda i, n=name: f"/api/generate?model={n}&seed={i}", None),
+                    scenarios = {"fresh": (lambda i, n=name: f"/api/generate?model={n}&seed={_fresh()}", None),
                                  "repeat": (lambda i, n=name: f"/api/generate?model={n}&seed={random.randrange(16)}",
                                             None)}
                 for scenario, (path_of, body) in scenarios.items():
+                    plan.append((name, card, scenario, path_of, body))
+            for k in range(1, args.passes + 1):  # a second pass over the same scenarios: memory must not grow
+                for name, card, scenario, path_of, body in plan:
                     res = load(port, path_of, args.clients, args.seconds, body, server.pid)
-                    row = {"model": name, "family": card["model"], "resolution": card["resolution"],
-                           "parameters": card["parameters"], "scenario": scenario, "clients": args.clients,
-                           "seconds": args.seconds, **res}
-                    rows.append(row)
-                    print(f"{name:14s} {scenario:9s} {res['req_per_s']:8.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
-                          f"p99 {res['p99_ms']:7.1f} ms  errors {res['errors']}  RSS {res['rss_mib']['start']:.0f} -> "
-                          f"{res['rss_mib']['end']:.0f} MiB (peak {res['rss_mib']['peak']:.0f})", flush=True)
+                    rows.append({"pass": k, "model": name, "family": card["model"], "resolution": card["resolution"],
+                                 "parameters": card["parameters"], "scenario": scenario, "clients": args.clients,
+                                 "seconds": args.seconds, **res})
+                    _lines(rows[-1:])
         finally:
             server.terminate()
             server.wait(timeout=30)

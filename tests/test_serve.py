@@ -274,7 +274,11 @@ def test_the_page_and_its_assets_are_local(client):
         assert not re.search(r"(src|href|url|import)\W+(https?:)?//", r.text), asset  # no CDN, nothing remote
     assert 'src="http' not in page.text and 'href="http' not in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert client.get("/docs").status_code == 200 and "/api/generate" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", docs.text)  # Swagger UI from the package, offline
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+    assert "/api/generate" in client.get("/openapi.json").json()["paths"]
 
 
 def test_serve_loads_names_and_refuses_bad_paths(runs, tmp_path):

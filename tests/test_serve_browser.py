@@ -226,3 +226,11 @@ def test_bad_input_in_the_page_is_a_message(page):
     page.goto(page.base + "/?model=dcgan&seed=9999999999999999999")  # past 2**63: the server's reason, shown
     page.wait_for_function("() => document.getElementById('status').textContent.length > 0")
     assert "seed" in page.inner_text("#status") and "9223372036854775807" in page.inner_text("#status")
+
+
+def test_api_docs_render_offline(page):
+    """/docs is Swagger UI from the installed package: it renders the operations with no network."""
+    page.route("**/*", lambda route: route.abort() if "127.0.0.1" not in route.request.url else route.continue_())
+    page.goto(page.base + "/docs")
+    page.get_by_text("/api/generate", exact=True).wait_for(timeout=30_000)
+    assert page.get_by_text("/api/translate", exact=True).is_visible()

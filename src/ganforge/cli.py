@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     sv.add_argument("--port", type=_port, default=8000)
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    sv.add_argument("--cache-mib", type=_nonneg_float, default=64, help="PNGs kept for repeated requests (MiB)")
 
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
@@ -626,10 +627,11 @@ def cmd_export(args) -> None:
 
 def cmd_serve(args) -> None:
     try:
-        from .serve import serve
+        from .serve import Limits, serve
     except ImportError as e:  # fastapi and uvicorn are dependencies; a broken install says which is missing
         raise GanforgeError(f"serve needs fastapi and uvicorn ({e}); pip install fastapi uvicorn") from None
-    serve(args.runs, host=args.host, port=args.port, device=args.device)
+    serve(args.runs, host=args.host, port=args.port, device=args.device,
+          limits=Limits(cache_bytes=int(args.cache_mib * 2**20)))
 
 
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,

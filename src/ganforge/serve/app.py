@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -110,7 +111,7 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
     """The app over loaded models (serve.load_models); the first one is the page's default."""
     if not models:
         raise GanforgeError("serve needs at least one model")
-    app = FastAPI(title="ganforge", version=__version__,
+    app = FastAPI(title="ganforge", version=__version__, docs_url=None, redoc_url=None,
                   description="Generated images from the models this server was started with. " + GENERATED)
     app.state.models, app.state.limits = models, limits
     cache, infer_lock = PngCache(limits.cache_bytes), threading.Lock()
@@ -157,7 +158,7 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
     async def _headers(request: Request, call_next):
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if not request.url.path.startswith(("/docs", "/redoc")):  # the page loads nothing from anywhere else
+        if request.url.path != "/docs":  # (Swagger UI's page starts itself with an inline script; all else: 'self')
             response.headers.setdefault("Content-Security-Policy",
                                         "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'")
         return response
@@ -281,6 +282,19 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
         return await run_in_threadpool(png_response, request, served, ("translate", digest, seed), make, True)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs_assets = _docs_assets()
+    if docs_assets is not None:  # Swagger UI from the package, not a CDN: /docs works offline
+        app.mount("/docs-static", StaticFiles(directory=docs_assets), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if docs_assets is None:
+            raise HTTPException(404, "the API docs need the fastapi-offline package (pip install fastapi-offline); "
+                                     "the schema is at /openapi.json")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ganforge API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg")
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():
@@ -292,6 +306,17 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
 
     return app
 
+
+
+def _docs_assets() -> Path | None:
+    """Swagger UI's script and style as the fastapi-offline package ships them (None where it is missing)."""
+    try:
+        from importlib.resources import files
+
+        folder = Path(str(files("fastapi_offline") / "static"))
+    except (ImportError, TypeError):
+        return None
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def _seed_list(text: str, what: str, most: int) -> list[int]:
@@ -307,7 +332,8 @@ def _seed_list(text: str, what: str, most: int) -> list[int]:
     return seeds
 
 
-def serve(args: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
+def serve(args: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          limits: Limits = Limits()) -> None:
     """`ganforge serve`: load the models, print where the page is, run uvicorn until Ctrl-C."""
     import uvicorn
 
@@ -320,8 +346,8 @@ def serve(args: list[str], host: str = "127.0.0.1", port: int = 8000, device: st
             pass
     except OSError as e:
         raise GanforgeError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
-    models = load_models(args, device=device)
-    app = create_app(models)
+    models = load_models(args, device=device, limits=limits)
+    app = create_app(models, limits)
     if host not in ("127.0.0.1", "::1", "localhost"):
         print(f"ganforge serve: listening on {host}: anyone who can reach this machine can use the page and the API",
               file=sys.stderr)
