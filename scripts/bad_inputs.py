@@ -242,6 +242,13 @@ def cases(w: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("truncation without a mapping network", ["truncation", r, "--out", o + ".png"], "mapping"),
         ("project a missing image", ["project", r, "--image", w["root"] + "/none.png", "--out", o], "mapping"),
         ("attention of a model without attention", ["attention", r, "--out", o + ".png"], "attention"),
+        # serve (each refused before a server starts)
+        ("serve a missing run", ["serve", w["root"] + "/none", "--port", "0"], "none"),
+        ("serve two models of one name", ["serve", f"a={r}", f"a={p}", "--port", "0"], "two models are named"),
+        ("serve a text file as a model", ["serve", w["fake_png"], "--port", "0"], "fake.png"),
+        ("serve on a port that is not a number", ["serve", r, "--port", "http"], "port"),
+        ("serve on a port past 65535", ["serve", r, "--port", "70000"], "65535"),
+        ("serve a negative cache", ["serve", r, "--cache-mib", "-1"], "cache-mib"),
     ]
 
 

@@ -195,12 +195,16 @@ BAD_GETS = [
     ("/api/mix?model=stylegan2&rows=&cols=2", 400, "1 to 6"),
     ("/api/mix?model=stylegan2&rows=1&cols=-2", 400, "seeds must be"),
     (f"/api/mix?model=stylegan2&rows=1&cols={2**64}", 400, "seeds must be"),
+    (f"/api/mix?model=stylegan2&rows={'7' * 5000}&cols=1", 400, "integers"),   # past int()'s 4300 digits
+    ("/api/generate?model=csagan&seed=1&class=%C2%B2", 400, "unknown class"),     # "²": a digit, not a number
+    (f"/api/generate?model=csagan&seed=1&class={'9' * 5000}", 400, "unknown class"),
 ]
 
 
 @pytest.mark.parametrize("url,status,needle", BAD_GETS)
 def test_bad_requests_get_a_4xx_naming_the_problem(client, url, status, needle):
-    assert needle in detail(client.get(url), status)
+    text = detail(client.get(url), status)
+    assert needle in text and len(text) < 400  # the problem named, not the whole input echoed back
 
 
 def test_the_served_path_of_a_run_is_not_a_model_name(client, runs):
@@ -291,3 +295,79 @@ def test_serve_loads_names_and_refuses_bad_paths(runs, tmp_path):
     with pytest.raises(ganforge.GanforgeError, match="at least one"):
         load_models([])
     assert torch.is_inference_mode_enabled() is False  # serving leaves the caller's mode alone
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(runs, capsys):
+    import socket
+
+    from conftest import assert_one_line_error, run_main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert_one_line_error(run_main(["serve", str(runs["dcgan"]), "--port", str(port)], capsys),
+                              "cannot listen", str(port))
+
+
+def test_inference_is_serialised_in_inference_mode_and_a_cached_image_is_not_made_again(runs):
+    """Eight clients at once: G never runs twice at the same time, always under inference_mode; a seed asked
+    again is answered from the cache (G does not run)."""
+    import time
+
+    models = load_models([f"dcgan={runs['dcgan']}"])
+    c = TestClient(create_app(models))
+    calls, active, seen = [], [0], []
+
+    def before(module, args):
+        active[0] += 1
+        seen.append((active[0], torch.is_inference_mode_enabled()))
+        time.sleep(0.01)  # widen the window in which an overlap would show
+
+    def after(module, args, out):
+        active[0] -= 1
+        calls.append(1)
+    net = models["dcgan"].gen.net
+    net.register_forward_pre_hook(before)
+    net.register_forward_hook(after)
+    threads = [threading.Thread(target=lambda s=s: c.get(f"/api/generate?seed={s}")) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and all(n == 1 and mode for n, mode in seen)
+    done = len(calls)
+    for s in range(8):
+        assert c.get(f"/api/generate?seed={s}").status_code == 200
+    assert len(calls) == done
+
+
+def test_a_seed_gives_the_same_bytes_in_another_process(client, runs):
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; from fastapi.testclient import TestClient; "
+            "from ganforge.serve import create_app, load_models; "
+            "c = TestClient(create_app(load_models([sys.argv[1]]))); "
+            "print(hashlib.sha256(c.get('/api/generate?seed=7').content).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code, str(runs["dcgan"])], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    here = hashlib.sha256(client.get("/api/generate?model=dcgan&seed=7").content).hexdigest()
+    assert out.stdout.strip() == here
+
+
+def test_requests_never_read_the_checkpoint_again(runs, tmp_path):
+    """Served weights and their provenance are fixed at start: the run's checkpoint replaced or deleted (a run
+    still training) changes neither; no request reads it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["dcgan"], run)
+    models = load_models([f"dcgan={run}"])
+    c = TestClient(create_app(models))
+    ckpt = models["dcgan"].gen.source
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    before, _ = png(c.get("/api/generate?seed=1"))
+    ckpt.write_bytes(b"changed")
+    after, meta = png(c.get("/api/generate?seed=2"))
+    assert meta["ganforge:checkpoint"] == sha
+    ckpt.unlink()
+    assert np.array_equal(png(c.get("/api/generate?seed=1&n=1&truncation=4"))[0].shape, before.shape)

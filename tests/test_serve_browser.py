@@ -234,3 +234,18 @@ def test_api_docs_render_offline(page):
     page.goto(page.base + "/docs")
     page.get_by_text("/api/generate", exact=True).wait_for(timeout=30_000)
     assert page.get_by_text("/api/translate", exact=True).is_visible()
+
+
+def test_the_page_works_under_its_own_content_security_policy(browser, server):
+    """The other tests let their probes past the page's CSP; here the page runs under it, as users get it:
+    no inline script or style it depends on, nothing from elsewhere."""
+    context = browser.new_context()
+    pg = context.new_page()
+    errors = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto(server + "/?model=dcgan&seed=3")
+    pg.locator('#main[data-seed="3"]').wait_for(state="visible")  # hidden until its PNG has loaded and decoded
+    pg.locator("#interp-form button").click()
+    pg.locator("#interp-strip").wait_for(state="visible")
+    context.close()
+    assert not errors, errors

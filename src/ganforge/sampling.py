@@ -52,9 +52,10 @@ class Generator:
     """
 
     def __init__(self, net: torch.nn.Module, recipe, cfg, channels: int, source: Path, step: int | None,
-                 classes: tuple[str, ...] = (), origin: str | Path | None = None):
+                 classes: tuple[str, ...] = (), origin: str | Path | None = None, sha256: str | None = None):
         self.net, self.recipe, self.cfg, self.channels, self.source, self.step = net, recipe, cfg, channels, source, step
         self.origin = Path(origin) if origin is not None else source  # what the user named (a run, a file)
+        self.sha256 = sha256  # of the checkpoint file as it was loaded: what every image's provenance names
         self.z_dim: int = getattr(net, "z_dim", 0)  # 0: no latent (an image-to-image translator)
         self.resolution: int = cfg.data.resolution
         self.capabilities = capabilities(net)
@@ -100,7 +101,9 @@ class Generator:
         its training step, and what else fixes the image (seed, truncation, class, ...)."""
         from .provenance import file_hash, provenance
 
-        return provenance(self.cfg.model, file_hash(self.source), step=self.step, seed=seed, **fields)
+        if self.sha256 is None:  # a Generator built by hand: its file now
+            self.sha256 = file_hash(self.source)
+        return provenance(self.cfg.model, self.sha256, step=self.step, seed=seed, **fields)
 
     def class_index(self, c: int | str) -> int:
         """A class given by index or by name -> its index; a clear error for an unconditional model."""
@@ -110,8 +113,8 @@ class Generator:
         if isinstance(c, str):
             if c in self.classes:  # a name first: class folders may be called "1", "3", "7"
                 return self.classes.index(c)
-            if not c.lstrip("-").isdigit():
-                raise GanforgeError(f"unknown class {c!r}; the model's classes: {', '.join(self.classes)}")
+            if not (c.isascii() and c.lstrip("-").isdigit()) or len(c) > 18:  # "²" is a digit; 5000 digits no int
+                raise GanforgeError(f"unknown class {c if len(c) <= 40 else c[:40] + '...'!r}; the model's classes: {', '.join(self.classes)}")
         i = int(c)
         if not 0 <= i < self.num_classes:
             raise GanforgeError(f"class {i} is out of range: the model has {self.num_classes} classes "
@@ -323,8 +326,10 @@ def load(path: str | Path, device: str | torch.device = "auto", use_ema: bool = 
     if cfg.train.channels_last and uses_conv(G):  # the layout it trained in: the same samples, to the bit
         G.to(memory_format=torch.channels_last)
     recipe = RECIPES[spec.recipe](G, None, cfg)
+    from .provenance import file_hash
+
     return Generator(G, recipe, cfg, channels, ckpt, header.get("step"), tuple(header.get("classes") or ()),
-                     origin=path)
+                     origin=path, sha256=file_hash(ckpt))
 
 
 def export(run_or_ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:

@@ -34,6 +34,10 @@ from .models import Limits, Served
 
 STATIC = Path(__file__).parent / "static"
 MAX_SEED = 2**63 - 1
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
+PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")  # Swagger UI starts with an inline script
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG (its origin in text chunks)"},
        304: {"description": "not modified (If-None-Match matched the ETag)"}}
 SEED_HELP = "a seed fixes the image: the same seed gives the same image on every run (omit for a fresh one)"
@@ -81,12 +85,13 @@ def read_upload(data: bytes, channels: int, resolution: int, limits: Limits) -> 
     is decoded (decompression bombs never expand), transparency goes onto white, the centre square is kept."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        im = Image.open(io.BytesIO(data))
+    try:  # the common formats only: none that hands the file to another program (EPS to Ghostscript)
+        im = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
     except Image.DecompressionBombError as e:
         raise HTTPException(413, f"the image is too large: {e}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise HTTPException(400, "the upload is not an image (PNG, JPEG, GIF, WebP, BMP ...)") from None
+        raise HTTPException(400, f"the upload is not an image in a format taken here ({', '.join(UPLOAD_FORMATS)})"
+                            ) from None
     w, h = im.size
     if w < 1 or h < 1 or w * h > limits.max_upload_pixels:
         raise HTTPException(413, f"the image is {w}x{h} pixels; at most {limits.max_upload_pixels} pixels are taken")
@@ -115,7 +120,13 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
                   description="Generated images from the models this server was started with. " + GENERATED)
     app.state.models, app.state.limits = models, limits
     cache, infer_lock = PngCache(limits.cache_bytes), threading.Lock()
+    decoding = threading.BoundedSemaphore(2)  # uploads decoded at once: a few large images, never dozens
     default = next(iter(models))
+
+    # the served names, listed in the schema (the docs' drop-down; schemathesis asks for them too); any other
+    # name is still taken in and answered 404 with the list
+    MODEL = Query(None, description="a served model's name (default: the first)",
+                  json_schema_extra={"enum": list(models)})
 
     def pick(name: str | None) -> Served:
         if name is None or name == "":
@@ -132,7 +143,9 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
         """The PNG for `key`: 304 where the client holds it, else from the cache, else made (under the lock).
         `fixed`: the request fixed every random choice (a seed), so the PNG is cacheable."""
         etag = '"' + hashlib.sha256(repr((__version__, served.checkpoint, key)).encode()).hexdigest()[:32] + '"'
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=86400" if fixed else "no-store"}
+        # no-cache: stored, but asked again each time (a 304 where it holds); the same URL on a server restarted
+        # with a newer checkpoint is another image, which the ETag (holding the checkpoint's hash) tells
+        headers = {"ETag": etag, "Cache-Control": "public, no-cache" if fixed else "no-store"}
         if fixed and etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
         body = cache.get(etag) if fixed else None
@@ -158,18 +171,17 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
     async def _headers(request: Request, call_next):
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.url.path != "/docs":  # (Swagger UI's page starts itself with an inline script; all else: 'self')
-            response.headers.setdefault("Content-Security-Policy",
-                                        "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", DOCS_CSP if request.url.path == "/docs" else PAGE_CSP)
         return response
 
+    # async: answered on the event loop, never queued behind image requests waiting for the inference lock
     @app.get("/health", tags=["server"])
-    def health() -> dict:
+    async def health() -> dict:
         """Liveness: the server is up with its models loaded."""
         return {"status": "ok", "models": len(models), "version": __version__}
 
     @app.get("/api/models", tags=["models"])
-    def list_models() -> dict:
+    async def list_models() -> dict:
         """Every served model's card: architecture, paper, data, step, metrics, and the controls it allows
         (truncation and mixing with a mapping network, classes where conditional, uploads where it translates)."""
         return {"default": default, "notice": GENERATED, "version": __version__,
@@ -177,7 +189,7 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
 
     @app.get("/api/generate", tags=["images"], response_class=Response, responses=PNG)
     def generate(request: Request,
-                 model: str | None = Query(None, description="a served model's name (default: the first)"),
+                 model: str | None = MODEL,
                  seed: int | None = Query(None, ge=0, le=MAX_SEED, description=SEED_HELP),
                  truncation: float | None = Query(None, description="psi (mapping models) or |z| threshold"),
                  class_: str | None = Query(None, alias="class", description="a class name or index"),
@@ -204,7 +216,7 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
         return response
 
     @app.get("/api/interpolate", tags=["images"], response_class=Response, responses=PNG)
-    def interpolate(request: Request, model: str | None = Query(None),
+    def interpolate(request: Request, model: str | None = MODEL,
                     a: int = Query(..., ge=0, le=MAX_SEED, description="the first seed"),
                     b: int = Query(..., ge=0, le=MAX_SEED, description="the last seed"),
                     steps: int = Query(16, ge=2, le=limits.max_steps, description="frames, a's and b's included"),
@@ -221,14 +233,16 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
             g = served.gen
             frames = walk(g, [a, b], steps, truncation=psi, labels=label)
             strip = torch.cat(list(frames), dim=-1)[None]  # [1, C, R, R * frames]
-            return encode_png(strip, g.provenance(seed=[a, b], steps=steps, truncation=psi))
+            meta = g.provenance(seed=[a, b], steps=steps, truncation=psi,
+                                **{"class": None if label is None else g.classes[label]})
+            return encode_png(strip, meta)
 
         response = png_response(request, served, ("interpolate", a, b, steps, psi, label), make, True)
         response.headers["X-Frames"] = str(steps)
         return response
 
     @app.get("/api/mix", tags=["images"], response_class=Response, responses=PNG)
-    def mix(request: Request, model: str | None = Query(None),
+    def mix(request: Request, model: str | None = MODEL,
             rows: str = Query(..., description="row seeds, comma-separated"),
             cols: str = Query(..., description="column seeds, comma-separated"),
             truncation: float | None = Query(None)):
@@ -253,7 +267,7 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
               openapi_extra={"requestBody": {"required": True, "description": "the image's bytes", "content": {
                   t: {"schema": {"type": "string", "format": "binary"}}
                   for t in ("image/png", "image/jpeg", "application/octet-stream")}}})
-    async def translate(request: Request, model: str | None = Query(None),
+    async def translate(request: Request, model: str | None = MODEL,
                         seed: int = Query(0, ge=0, le=MAX_SEED, description="fixes the test-time dropout")):
         """Image in, image out (models that translate, such as pix2pix): the upload's centre square at the
         model's resolution, translated. At most limits.max_upload_bytes bytes and max_upload_pixels pixels."""
@@ -272,7 +286,12 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
         if not data:
             raise HTTPException(400, "the request has no body: POST the image's bytes")
         g = served.gen
-        x = await run_in_threadpool(read_upload, bytes(data), g.channels, g.resolution, limits)
+
+        def decode() -> torch.Tensor:
+            with decoding:
+                return read_upload(bytes(data), g.channels, g.resolution, limits)
+
+        x = await run_in_threadpool(decode)
         digest = hashlib.sha256(data).hexdigest()
 
         def make() -> bytes:
@@ -320,15 +339,17 @@ def _docs_assets() -> Path | None:
 
 
 def _seed_list(text: str, what: str, most: int) -> list[int]:
+    parts = [p for p in text.split(",") if p.strip()]
+    if not 1 <= len(parts) <= most:
+        raise GanforgeError(f"{what} must hold 1 to {most} seeds, got {len(parts)}")
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(p) for p in parts]  # (int() refuses "²" and strings of over 4300 digits: ValueError)
     except ValueError:
-        raise GanforgeError(f"{what} must be comma-separated seeds (integers), got {text!r}") from None
-    if not 1 <= len(seeds) <= most:
-        raise GanforgeError(f"{what} must hold 1 to {most} seeds, got {len(seeds)}")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise GanforgeError(f"{what} must be comma-separated seeds (integers), got {shown!r}") from None
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
-        raise GanforgeError(f"{what}: seeds must be in [0, 2**63), got {bad[0]}")
+        raise GanforgeError(f"{what}: seeds must be in [0, 2**63), got {str(bad[0])[:40]}")
     return seeds
 
 
@@ -342,7 +363,7 @@ def serve(args: list[str], host: str = "127.0.0.1", port: int = 8000, device: st
     import socket
 
     try:  # a clear line where the port is taken, before the models load (uvicorn would log a traceback-ish error)
-        with socket.create_server((host, port)):
+        with socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET):
             pass
     except OSError as e:
         raise GanforgeError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
@@ -354,4 +375,5 @@ def serve(args: list[str], host: str = "127.0.0.1", port: int = 8000, device: st
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     print(f"ganforge serve: {len(models)} model(s) ({', '.join(models)}) at http://{shown}:{port}/  "
           f"(API docs at /docs; Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    # connections beyond limit_concurrency get 503 at once (each may hold an upload of up to 8 MiB in memory)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=256)

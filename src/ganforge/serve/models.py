@@ -146,22 +146,22 @@ def _auto_name(path: Path) -> str:
 
 
 def load_models(args: list[str | Path], device: str = "auto", limits: Limits = Limits()) -> dict[str, Served]:
-    """Load each RUN_OR_CKPT (or NAME=RUN_OR_CKPT) once; names are unique (a suffix where two runs share one)."""
-    from ..provenance import file_hash
-
+    """Load each RUN_OR_CKPT (or NAME=RUN_OR_CKPT) once, in the order given; names are unique: the ones given
+    are kept, a run named after its folder takes a suffix where that name is taken."""
     if not args:
         raise GanforgeError("serve needs at least one run directory, checkpoint or exported model")
+    split = [_split(str(arg)) for arg in args]
+    given = [name for name, _ in split if name is not None]
+    twice = sorted({n for n in given if given.count(n) > 1})
+    if twice:
+        raise GanforgeError(f"two models are named {twice[0]!r}; give each its own NAME=PATH")
     served: dict[str, Served] = {}
-    for arg in args:
-        name, path = _split(str(arg))
-        if name is not None and name in served:
-            raise GanforgeError(f"two models are named {name!r}; give each its own NAME=PATH")
+    for name, path in split:
         gen = load(path, device=device)
         if name is None:
             base = name = _auto_name(Path(path))
             k = 2
-            while name in served:
+            while name in served or name in given:
                 name, k = f"{base}-{k}", k + 1
-        checkpoint = file_hash(gen.source)
-        served[name] = Served(name, gen, checkpoint, _card(name, gen, checkpoint, limits))
+        served[name] = Served(name, gen, gen.sha256, _card(name, gen, gen.sha256, limits))
     return served

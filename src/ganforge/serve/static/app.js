@@ -8,6 +8,7 @@ const METRICS = { "eval/fid": "FID (its run's extractor)", "eval/kid": "KID", "e
   "eval/recall": "recall", "eval/is": "Inception score", "eval/l1": "L1 to the targets",
   "health/diversity_ratio": "diversity (to the data's)" };
 let playing = null;  // the interpolation animation's timer
+let asked = 0;       // the newest request for the main image: an older answer arriving late is dropped
 const urls = {};     // the object URL each <img> shows, revoked when replaced
 
 function randomSeed() {
@@ -23,15 +24,18 @@ function cleanSeed(text) {
 
 function status(text) { $("status").textContent = text || ""; }
 
-async function fetchImage(url, img, options) {
-  // a PNG into an <img>; an error's `detail` into the status line (never a broken image)
+async function fetchImage(url, img, options, current = () => true) {
+  // a PNG into an <img>; an error's `detail` into the status line (never a broken image). `current()` says,
+  // once the answer is in, whether it is still wanted (false: a newer request replaced it; nothing is shown)
   const res = await fetch(url, options);
+  if (!current()) return null;
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = (await res.json()).detail || detail; } catch (e) { /* not JSON */ }
     throw new Error(detail);
   }
   const blob = await res.blob();
+  if (!current()) return null;
   if (urls[img.id]) URL.revokeObjectURL(urls[img.id]);
   urls[img.id] = URL.createObjectURL(blob);
   await new Promise((resolve, reject) => {
@@ -52,7 +56,6 @@ function truncationParam(m) {
   const t = m.truncation;
   if (!t || state.truncation === null) return null;
   if (t.kind === "psi" && Number(state.truncation) === 1) return null;  // psi 1: no truncation
-  if (t.kind === "threshold" && Number(state.truncation) >= t.slider[1]) return null;  // the right end: off
   return state.truncation;
 }
 
@@ -72,14 +75,14 @@ async function show() {
   $("seed").value = state.seed;
   syncUrl();
   const img = $("main");
-  const q = query(pageParams());
+  const q = query(pageParams()), seed = state.seed, mine = ++asked;
   try {
-    await fetchImage("/api/generate?" + q, img);
-    img.dataset.seed = state.seed;
+    if (!await fetchImage("/api/generate?" + q, img, undefined, () => mine === asked)) return;
+    img.dataset.seed = seed;
     img.dataset.query = q;  // what the image shows, for tests and tools
-    img.alt = `a generated ${m.thing}, seed ${state.seed}`;
+    img.alt = `a generated ${m.thing}, seed ${seed}`;
     status("");
-  } catch (e) { status(e.message); }
+  } catch (e) { if (mine === asked) status(e.message); }
 }
 
 function setupTruncation(m) {
@@ -89,16 +92,22 @@ function setupTruncation(m) {
   if (!t) { state.truncation = null; return; }
   slider.min = t.slider[0]; slider.max = t.slider[1]; slider.step = 0.05;
   box.title = t.help;
+  // a value from a shared link stays as it is, even where the slider cannot show it (psi 1.5, T 3.5): the link
+  // must give the same image; the slider shows the nearest it can
+  if (state.truncation !== null && !Number.isFinite(Number(state.truncation))) state.truncation = null;
   const start = state.truncation !== null ? Number(state.truncation) : (t.default ?? t.slider[1]);
   slider.value = Math.min(t.slider[1], Math.max(t.slider[0], start));
-  const label = () => {
-    const v = Number(slider.value);
-    out.textContent = t.kind === "threshold" && v >= t.slider[1] ? "off" : `${t.kind === "psi" ? "ψ" : "T"} = ${v.toFixed(2)}`;
+  const label = (v) => {
+    out.textContent = t.kind === "threshold" && v >= t.slider[1] && state.truncation === null ? "off"
+      : `${t.kind === "psi" ? "ψ" : "T"} = ${v.toFixed(2)}`;
   };
-  label();
-  state.truncation = slider.value;
-  slider.oninput = label;
-  slider.onchange = () => { state.truncation = slider.value; label(); show(); };
+  label(start);
+  slider.oninput = () => label(Number(slider.value));
+  slider.onchange = () => {
+    const v = Number(slider.value);
+    state.truncation = t.kind === "threshold" && v >= t.slider[1] ? null : slider.value;  // the right end: off
+    label(v); show();
+  };
 }
 
 function setupClasses(m) {
@@ -106,6 +115,9 @@ function setupClasses(m) {
   box.hidden = !m.capabilities.conditional;
   select.length = 1;
   m.classes.forEach((name, i) => select.add(new Option(`${i}: ${name}`, name)));
+  if (/^\d+$/.test(state.cls) && !m.classes.includes(state.cls) && Number(state.cls) < m.classes.length) {
+    state.cls = m.classes[Number(state.cls)];  // a class by index in a link
+  }
   if (!m.classes.includes(state.cls)) state.cls = "";
   select.value = state.cls;
   select.onchange = () => { state.cls = select.value; show(); };
@@ -150,11 +162,18 @@ function selectModel(name) {
   $("translate-box").hidden = latent;
   $("mix-box").hidden = !m.mixing;
   $("mix-img").hidden = true;
+  if (playing) { clearInterval(playing); playing = null; }  // the last model's walk stops with it
+  $("interp-strip").hidden = true;
+  $("interp-canvas").getContext("2d").clearRect(0, 0, $("interp-canvas").width, $("interp-canvas").height);
   setupTruncation(m);
   setupClasses(m);
   fillCard(m);
+  interpSeeds();
+}
+
+function interpSeeds() {  // the walk starts at the seed shown and goes to the next one (BigInt: seeds pass 2**53)
   $("interp-a").value = state.seed;
-  $("interp-b").value = String((Number(state.seed) + 1) % 2 ** 31);
+  $("interp-b").value = String((BigInt(state.seed) + 1n) % (2n ** 63n));
 }
 
 async function playInterpolation(event) {
@@ -220,12 +239,12 @@ async function main() {
   selectModel(params.get("model") || info.default);
 
   picker.onchange = () => { state.truncation = null; state.cls = ""; selectModel(picker.value); show(); };
-  $("new").onclick = () => { state.seed = randomSeed(); $("interp-a").value = state.seed; show(); };
+  $("new").onclick = () => { state.seed = randomSeed(); interpSeeds(); show(); };
   $("seed-form").onsubmit = (e) => {
     e.preventDefault();
     const s = cleanSeed($("seed").value);
     if (s === null) { status("a seed is a whole number from 0 to 2^63 − 1"); return; }
-    state.seed = s; show();
+    state.seed = s; interpSeeds(); show();
   };
   $("interp-form").onsubmit = playInterpolation;
   $("mix-form").onsubmit = mix;
