@@ -249,3 +249,19 @@ def test_the_page_works_under_its_own_content_security_policy(browser, server):
     pg.locator("#interp-strip").wait_for(state="visible")
     context.close()
     assert not errors, errors
+
+
+def test_a_drawing_is_translated(page):
+    """pix2pix's demo: draw an outline with the mouse, translate it."""
+    page.goto(page.base + "/?model=pix2pix")
+    page.wait_for_selector("#translate-box:not([hidden])")
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    for x, y in ((196, 60), (196, 200), (60, 200), (60, 60)):
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
+    page.mouse.up()
+    page.click("#draw-go")
+    shown(page, None, "#upload-out")
+    drawn = pixels(page, "#upload-in")
+    assert min(drawn[0::4]) == 0 and max(drawn[0::4]) == 255  # the strokes and the white sheet were sent

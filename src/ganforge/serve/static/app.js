@@ -158,7 +158,7 @@ function selectModel(name) {
   document.title = `This ${m.thing} does not exist · ganforge`;
   $("title").textContent = m.capabilities.translates ? `Translate an image into a ${m.thing}` : `This ${m.thing} does not exist`;
   const latent = !m.capabilities.translates;
-  for (const id of ["main", "new", "seed-form", "share", "interp-box"]) $(id).hidden = !latent;
+  for (const id of ["frame", "main", "new", "seed-form", "share", "interp-box"]) $(id).hidden = !latent;
   $("translate-box").hidden = latent;
   $("mix-box").hidden = !m.mixing;
   $("mix-img").hidden = true;
@@ -208,9 +208,30 @@ async function mix(event) {
   } catch (e) { status(e.message); }
 }
 
+function setupDrawing() {
+  // a white sheet and a black pen (pix2pix's edges2shoes demo): strokes with mouse, pen or finger
+  const canvas = $("draw"), ctx = canvas.getContext("2d");
+  const clear = () => { ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+  clear();
+  ctx.lineWidth = 6; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#000";
+  let down = false;
+  const at = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+  };
+  canvas.onpointerdown = (e) => { down = true; canvas.setPointerCapture(e.pointerId); ctx.beginPath(); ctx.moveTo(...at(e)); };
+  canvas.onpointermove = (e) => { if (down) { ctx.lineTo(...at(e)); ctx.stroke(); } };
+  canvas.onpointerup = () => { down = false; };
+  $("draw-clear").onclick = clear;
+  $("draw-go").onclick = () => canvas.toBlob((blob) => translateFile(new File([blob], "drawing.png", { type: "image/png" })), "image/png");
+}
+
 async function translateUpload() {
   const file = $("upload").files[0];
-  if (!file) return;
+  if (file) await translateFile(file);
+}
+
+async function translateFile(file) {
   const m = state.model, input = $("upload-in");
   if (urls["upload-in"]) URL.revokeObjectURL(urls["upload-in"]);
   urls["upload-in"] = URL.createObjectURL(file);
@@ -249,6 +270,7 @@ async function main() {
   $("interp-form").onsubmit = playInterpolation;
   $("mix-form").onsubmit = mix;
   $("upload").onchange = translateUpload;
+  setupDrawing();
   await show();
 }
 
