@@ -143,6 +143,11 @@ class AdaptiveP:
         self._calls += 1
         if self._calls % self.interval:
             return False
+        from .train.dist import all_sum_, world
+
+        batch_size *= world().size  # the global batch: p moves per image shown, on all ranks together
+        all_sum_(self._sign_sum)  # under torchrun: r_t over every rank's reals, so p moves alike everywhere
+        all_sum_(self._count)
         seen = self._count > 0  # no observe() since the last update: keep p and r_t as they are
         rt = self._sign_sum / self._count.clamp(min=1)
         adjust = torch.sign(rt - self.target) * (batch_size * self.interval / (self.ada_kimg * 1000))

@@ -298,6 +298,24 @@ def _train_layers(args) -> list[dict]:
 
 
 def cmd_train(args) -> int:
+    """`ganforge train`; under torchrun (`torchrun --nproc_per_node=N -m ganforge train ...`) every process runs
+    this, joins the process group first, and takes rank 0's run directory and resolved config."""
+    from .train import dist
+
+    world = dist.from_env()
+    if not world.active:
+        return _train(args, dist)
+    from . import config as config_mod
+
+    probe = config_mod.resolve(args.model, _train_layers(args))
+    dist.init(probe.train.device, probe.train.dist_timeout_s)
+    try:
+        return _train(args, dist)
+    finally:
+        dist.shutdown()
+
+
+def _train(args, dist) -> int:
     from . import config as config_mod
     from .registry import get_model
     from .train.loop import train
@@ -315,11 +333,30 @@ def cmd_train(args) -> int:
         cfg_probe = config_mod.resolve(args.model, layers)
         data_tag = Path(cfg_probe.data.name).name or "data"
         run_dir = Path("runs") / f"{args.model}-{data_tag}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cfg = prepare_run(args.model, layers, run_dir, args.resume)
+    world = dist.world()
+    run_dir = dist.broadcast_object(run_dir)  # (a name from the clock: rank 0's)
+    try:  # rank 0 checks the run directory; the others take its answer (they would race its writes)
+        cfg = prepare_run(args.model, layers, run_dir, args.resume) if world.main else None
+        answer = cfg
+    except GanforgeError as e:
+        answer = e
+    answer = dist.broadcast_object(answer)
+    if isinstance(answer, GanforgeError):
+        raise answer
+    cfg = answer
     if args.dry_run:
-        print(config_mod.to_yaml(cfg), end="")
+        if world.main:
+            print(config_mod.to_yaml(cfg), end="")
         return
+    if world.active and world.main:
+        b = cfg.train.batch_size
+        import torch.distributed as tdist
+
+        print(f"torchrun: {world.size} processes ({tdist.get_backend()}), batch {b} per process, global batch "
+              f"{b * world.size}", file=sys.stderr)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    if not world.main:
+        return 128 + result["signal"] if result["signal"] else 0
     print(f"run:        {result['run_dir']}  (step {result['step']}, stopped by {result['stopped_by']})")
     print(f"checkpoint: {result['checkpoint']}")
     print(f"samples:    {result['samples']}")

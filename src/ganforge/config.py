@@ -69,6 +69,8 @@ class TrainConfig:
     diverge_retries: int = 3     # a non-finite loss or weight: roll back to the last good checkpoint with lower
                                  # learning rates, at most this many times, then stop (0: stop at once)
     diverge_lr_factor: float = 0.5  # each rollback multiplies the learning rates by this
+    sync_batchnorm: bool = False    # torchrun: BatchNorm statistics over the global batch (else each rank's own)
+    dist_timeout_s: float = 600.0   # torchrun: a collective waiting longer (a rank died or hangs) is an error
 
 
 CONFIG_VERSION = 2  # 2: the recipe section, data.stream/memory_mb/workers, arch.num_classes (dcgan: kernel_size)
@@ -292,6 +294,8 @@ def validate(cfg: RunConfig) -> None:
             raise GanforgeError(f"{k} must be >= 1, got {v}")
     if d.direction not in ("AtoB", "BtoA"):
         raise GanforgeError(f"data.direction must be AtoB or BtoA, got {d.direction!r}")
+    if not t.dist_timeout_s > 0:
+        raise GanforgeError(f"train.dist_timeout_s must be > 0 seconds, got {t.dist_timeout_s}")
     if t.diverge_retries < 0 or not 0 < t.diverge_lr_factor <= 1:
         raise GanforgeError(f"train.diverge_retries must be >= 0 and train.diverge_lr_factor in (0, 1], got "
                             f"{t.diverge_retries}, {t.diverge_lr_factor}")

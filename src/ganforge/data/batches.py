@@ -4,6 +4,10 @@ schedule asks for, from memory or streamed from disk by DataLoader workers.
 Each epoch's order is a permutation seeded by (seed, epoch), so the data position is two integers (epoch, and
 images taken in the epoch) and a resumed run reads exactly the batches the uninterrupted run would, whether the
 data is in memory or streamed, and whatever resolution or batch size the schedule changes to.
+
+Under torchrun (`world.size` ranks) a step takes a global batch of batch_size x size from the same order, and
+each rank reads only its own slice of it: together the ranks see exactly what one process would with the
+global batch.
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ class _Items(torch.utils.data.Dataset):
 
 class Batches:
     def __init__(self, data: ImageData, seed: int, device: torch.device, memory_format=torch.contiguous_format,
-                 keys: set[str] | frozenset[str] = frozenset({"image"}), workers: int = 0):
+                 keys: set[str] | frozenset[str] = frozenset({"image"}), workers: int = 0, world=None):
+        from ..train.dist import SINGLE
+
         missing = set(keys) - data.provides
         if missing:
             raise GanforgeError(f"the data ({data.name}) provides {', '.join(sorted(data.provides))}, not "
@@ -36,36 +42,47 @@ class Batches:
         self.data, self.seed, self.device, self.memory_format = data, seed, device, memory_format
         self.keys = set(keys)
         self.workers = workers
+        self.world = world or SINGLE
+        self.global_labels: torch.Tensor | None = None  # the last global batch's labels (G's inputs follow them)
         self.epoch, self.offset = 0, 0
         self._perm: torch.Tensor | None = None
         self._on_device: dict[tuple[str, int], torch.Tensor] = {}
         self._stream = None  # (resolution, batch_size, epoch, offset it started at, iterator)
 
     def check(self, batch_size: int) -> None:
-        if len(self.data) < batch_size:
-            raise GanforgeError(f"the data has {len(self.data)} images, fewer than one batch ({batch_size}); "
-                                f"lower --batch-size")
+        """`batch_size` per rank: the data must hold one global batch."""
+        n = batch_size * self.world.size
+        if len(self.data) < n:
+            what = f"one batch ({batch_size})" if n == batch_size else \
+                f"one global batch ({batch_size} x {self.world.size} processes)"
+            raise GanforgeError(f"the data has {len(self.data)} images, fewer than {what}; lower --batch-size")
 
     def _permutation(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(len(self.data), generator=g)
 
     def _roll(self, batch_size: int) -> None:
-        """Make the current epoch's order; move to the next epoch where the rest cannot fill a batch (an
+        """Make the current epoch's order; move to the next epoch where the rest cannot fill a global batch (an
         epoch's ragged end is dropped, so every batch is full)."""
         self.check(batch_size)
         if self._perm is None:
             self._perm = self._permutation()
-        if self.offset + batch_size > len(self.data):
+        if self.offset + batch_size * self.world.size > len(self.data):
             self.epoch, self.offset = self.epoch + 1, 0
             self._perm = self._permutation()
 
     def _advance(self, batch_size: int) -> torch.Tensor:
-        """The next batch's indices."""
+        """The next batch's indices (this rank's slice of the global batch)."""
         self._roll(batch_size)
-        idx = self._perm[self.offset: self.offset + batch_size]
-        self.offset += batch_size
-        return idx
+        n = batch_size * self.world.size
+        idx = self._perm[self.offset: self.offset + n]
+        self.offset += n
+        self._note_labels(idx)
+        return idx[self.world.shard(n)]
+
+    def _note_labels(self, idx: torch.Tensor) -> None:
+        if self.world.active and self.data.labels is not None:
+            self.global_labels = self.data.labels[idx]
 
     def next(self, resolution: int, batch_size: int) -> dict[str, torch.Tensor]:
         """{"image": [N, C, R, R] floats in [-1, 1] on the device, "label": int64 [N], "source": ...}."""
@@ -109,9 +126,11 @@ class Batches:
 
     # -- streamed from disk
     def _batch_plan(self, batch_size: int):
-        """Index lists from the current position to the end of the epoch (the DataLoader's batch_sampler)."""
-        perm, start = self._perm, self.offset
-        return [perm[o: o + batch_size].tolist() for o in range(start, len(self.data) - batch_size + 1, batch_size)]
+        """Index lists from the current position to the end of the epoch (the DataLoader's batch_sampler): this
+        rank's slice of each global batch."""
+        perm, start, n = self._perm, self.offset, batch_size * self.world.size
+        part = self.world.shard(n)
+        return [perm[o: o + n][part].tolist() for o in range(start, len(self.data) - n + 1, n)]
 
     def _next_streamed(self, resolution: int, batch_size: int) -> dict[str, torch.Tensor]:
         self._roll(batch_size)
@@ -125,7 +144,9 @@ class Batches:
                 generator=torch.Generator().manual_seed(self.seed))
             self._stream = (resolution, batch_size, self.epoch, iter(loader))
         batch = next(self._stream[3])
-        self.offset += batch_size
+        n = batch_size * self.world.size
+        self._note_labels(self._perm[self.offset: self.offset + n])
+        self.offset += n
         return batch
 
     # -- state

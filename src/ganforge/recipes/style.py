@@ -203,7 +203,10 @@ class StyleGAN2Recipe(_Style):
         n = max(1, ctx["real"].shape[0] // rc.pl_batch_shrink)
         lengths, img = path_lengths(self.G, ctx["inputs"], n)
         with torch.no_grad():
-            self.pl_mean.copy_(self.pl_mean.lerp(lengths.detach().mean(), rc.pl_decay))
+            from ..train.dist import all_sum_, world
+
+            batch_mean = all_sum_(lengths.detach().mean()) / world().size  # under torchrun: over every rank
+            self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, rc.pl_decay))
         penalty = (lengths - self.pl_mean).square().mean()
         ctx.setdefault("stats", {})["G/pl_mean"] = self.pl_mean.detach().clone()
         # img[:, 0, 0, 0] * 0: every synthesis weight in the graph, as NVlabs' code keeps it

@@ -8,6 +8,7 @@ a run stopped and resumed ends bit-identical to one never stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import math
@@ -30,6 +31,7 @@ from ..registry import GanforgeError, get_model
 from ..viz import build_progress_gif, save_grid
 from .checkpoint import (atomic_write_bytes, checkpoint_name, list_checkpoints, load_training_state,
                          newest_checkpoint, save_checkpoint)
+from . import dist
 from .device import autocast, pick_device, pick_precision, uses_conv
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
 from .health import HealthMonitor
@@ -52,6 +54,7 @@ class Setup:
     autocast_dtype: torch.dtype | None
     memory_format: torch.memory_format
     lr_scale: float = 1.0  # lowered by each rollback after a divergence (train.diverge_lr_factor)
+    world: dist.World = dist.SINGLE  # under torchrun: gradients averaged over the ranks after each phase
 
     def autocast(self, phase: Phase | None = None):
         """The run's precision, or fp32 where a phase asks for it (R1 and path-length penalties do)."""
@@ -102,12 +105,16 @@ class Setup:
                 opt = self.opt[phase.trains]
                 opt.zero_grad(set_to_none=True)
                 total.backward()
+                if self.world.active:
+                    dist.average_grads([p for g in opt.param_groups for p in g["params"]])
                 opt.step()
             finally:
                 for net in frozen:
                     net.requires_grad_(True)
             out.update({k: v.detach() for k, v in losses.items()})
         out.update(ctx.get("stats", {}))
+        if self.world.active:
+            dist.broadcast_buffers(self.G, self.D)  # one set of running statistics: rank 0's (DDP's rule)
         return out
 
     @property
@@ -142,7 +149,7 @@ def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int, lr_scale: float 
             group["momentum"] = momentum
 
 
-def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> Setup:
+def build(cfg: RunConfig, channels: int, device: torch.device | None = None, world: dist.World = dist.SINGLE) -> Setup:
     device = device or pick_device(cfg.train.device)
     if device.type == "cuda":
         # Fixed shapes every step: let cuDNN pick the fastest kernels, unless the run must be bit-exact.
@@ -161,11 +168,16 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None) -> 
     G = G.to(device, memory_format=fmt)
     D = D.to(device, memory_format=fmt)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.train.ema else None
+    if world.active:
+        if cfg.train.sync_batchnorm:  # batch statistics over the global batch (G_ema samples alone: plain BN)
+            G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D)
+        torch.manual_seed(cfg.train.seed * 1_000_003 + world.rank)  # each rank's own dropout, penalty noise
     recipe = RECIPES[spec.recipe](G, D, cfg)
     scale = getattr(recipe, "opt_scale", {})
     opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device, scale.get("G", 1.0)),
            "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device, scale.get("D", 1.0))}
-    return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt)
+    return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt,
+                 world=world)
 
 
 def grid_layout(n: int, num_classes: int) -> tuple[int, int | None]:
@@ -217,12 +229,13 @@ class Diverged(Exception):
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, data: ImageData, progress: bool = True):
         self.cfg, self.run_dir, self.data = cfg, Path(run_dir), data
-        self.s = build(cfg, data.channels)
+        self.world = dist.world()  # under torchrun: this rank; else a single process
+        self.s = build(cfg, data.channels, world=self.world)
         s = self.s
         self.recipe = s.recipe
         workers = cfg.data.workers if cfg.data.workers >= 0 else min(4, os.cpu_count() or 1)
         self.batches = Batches(data, cfg.train.seed, s.device, s.memory_format, self.recipe.needs(cfg),
-                               workers if data.streamed else 0)
+                               workers if data.streamed else 0, world=self.world)
         growth = getattr(self.recipe, "growth", None)  # every stage's batch must fit the data, checked now
         self.batches.check(max(growth.batch_at(r) for r, _, _ in growth.stages()) if growth is not None
                            else self.recipe.schedule(0).batch_size)
@@ -235,7 +248,7 @@ class Trainer:
         self.rollbacks = 0  # divergences rolled back so far (saved in checkpoints)
         self._acc: dict = {"sums": {}}  # the current log interval's summed losses (on the device): see _run
         self._initial: dict | None = None  # a fresh run's state at step 0, to roll back to before any checkpoint
-        self.progress = progress
+        self.progress = progress and self.world.main  # one progress bar, rank 0's
         self.health = HealthMonitor(cfg.train.log_every)
         self.best_fid = math.inf
         self._eval_reference = None
@@ -263,15 +276,24 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.s.device)
         return rng
 
-    def save(self) -> Path:
-        """Checkpoint this step; a run whose losses or weights are no longer finite is never saved (Diverged)."""
+    def save(self) -> Path | None:
+        """Checkpoint this step, where it is not saved yet; a run whose losses or weights are no longer finite is
+        never saved (Diverged). Under torchrun every rank calls it (the check is collective); rank 0 writes."""
         self._check_finite(weights=True)
+        if not self.world.main:
+            return None
+        if self._saved_this_step():
+            return self.run_dir / "checkpoints" / checkpoint_name(self.step)
+        return self._write_checkpoint()
+
+    def _write_checkpoint(self) -> Path:
         self._prepare_sampler()
         meta = {"config": self.cfg.to_dict(), "data": self.batches.state(), "nimg": self.nimg,
                 "data_channels": self.data.channels, "classes": list(self.data.classes), "time": time.time(),
                 "recipe_state": self.recipe.state_dict(),
                 "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
-                "lr_scale": self.s.lr_scale, "rollbacks": self.rollbacks}
+                "lr_scale": self.s.lr_scale, "rollbacks": self.rollbacks, "world_size": self.world.size,
+                "global_batch": self.recipe.schedule(self.nimg).batch_size * self.world.size}
         return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
                                self.cfg.train.keep_checkpoints)
 
@@ -282,7 +304,7 @@ class Trainer:
     def save_best(self) -> Path:
         """checkpoints/best.safetensors: a copy of this step's checkpoint, written atomically."""
         ckpts = list_checkpoints(self.run_dir)
-        ckpt = ckpts[-1] if ckpts and ckpts[-1].name == checkpoint_name(self.step) else self.save()
+        ckpt = ckpts[-1] if ckpts and ckpts[-1].name == checkpoint_name(self.step) else self._write_checkpoint()
         best = self.run_dir / "checkpoints" / "best.safetensors"
         atomic_write_bytes(best, ckpt.read_bytes())
         return best
@@ -300,6 +322,12 @@ class Trainer:
         self.z_gen.set_state(rng["z"])
         if "cuda" in rng and self.s.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.s.device)
+        if self.world.active:  # the checkpoint holds rank 0's streams: each rank its own again
+            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.world.rank + 7919 * self.step)
+        saved = header.get("world_size", 1)
+        if saved != self.world.size and self.world.main:
+            print(f"warning: this run was saved with {saved} process(es) and resumes with {self.world.size}: the "
+                  f"global batch and the data each step reads change from here on", file=sys.stderr)
 
     # -- divergence
     def _check_finite(self, weights: bool = False) -> None:
@@ -311,7 +339,8 @@ class Trainer:
         if weights:
             ok += [torch.isfinite(v).all() for net in self._nets().values() for v in net.state_dict().values()
                    if v.is_floating_point()]
-        if ok and not bool(torch.stack([f.reshape(()) for f in ok]).all()):
+        bad = bool(ok) and not bool(torch.stack([f.reshape(()) for f in ok]).all())
+        if dist.any_rank(bad):  # under torchrun, all ranks roll back together
             raise Diverged(self.step)
 
     def _capture(self) -> dict:
@@ -499,7 +528,7 @@ class Trainer:
     def _run(self, steps: int, minutes: float) -> dict:
         s, cfg = self.s, self.cfg
         t = cfg.train
-        log = MetricsLog(self.run_dir, self.resumed_from)
+        log = MetricsLog(self.run_dir, self.resumed_from) if self.world.main else _NullLog()
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -536,13 +565,17 @@ class Trainer:
 
         def log_interval(now: float) -> None:
             count = acc["count"]
-            values = {k: round(v.item() / count, 5) for k, v in acc["sums"].items()}  # the only host sync
+            sums = acc["sums"]
+            if self.world.active and sums:  # the interval's losses over every rank's shard
+                total = dist.all_sum_(torch.stack([v.float().reshape(()) for v in sums.values()])) / self.world.size
+                sums = dict(zip(sums, total))
+            values = {k: round(v.item() / count, 5) for k, v in sums.items()}  # the only host sync
             values["img_per_s"] = round((self.nimg - acc["nimg_at_log"]) / (now - acc["t_log"]), 1)
             values["nimg"] = self.nimg
             if hasattr(self.recipe, "growth"):  # a growing run: the stage it has reached
                 stage = self.recipe.schedule(self.nimg)
                 values["resolution"], values["alpha"] = stage.resolution, round(stage.alpha, 4)
-            if not all(math.isfinite(v) for v in values.values()):
+            if dist.any_rank(not all(math.isfinite(v) for v in values.values())):
                 raise Diverged(self.step)  # rolled back by the loop: nothing non-finite reaches the log
             log.log(self.step, values)
             if bar is not None:
@@ -565,14 +598,14 @@ class Trainer:
         s.D.train()
         if self._newest_quietly() is None:  # what a divergence before any checkpoint goes back to
             self._initial = self._capture()
+        stop_reason = None
         try:
             while True:
                 try:
                     stop_reason = self._steps(steps, deadline, stop_signal, log_interval, warn, log, bar)
                     # Every run ends with a checkpoint, whatever ended it (steps, minutes, Ctrl-C, SIGTERM), and
                     # never with a non-finite one.
-                    if not self._saved_this_step():
-                        self.save()
+                    self.save()
                     break
                 except Diverged as d:
                     message = self.roll_back(d.step)
@@ -587,7 +620,20 @@ class Trainer:
                 bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+            if self.world.active and stop_reason is not None:  # the promise of data parallelism, checked exactly
+                # G and D whole; G_ema's parameters (its BatchNorm statistics are recalibrated on rank 0 alone,
+                # for the samples and checkpoints only it writes)
+                named = {f"{n}.{k}": v for n, net in self._nets().items()
+                         for k, v in (net.named_parameters() if n == "G_ema" else net.state_dict().items())}
+                off = dist.differing(named)
+                log.log(self.step, {"dist/weights_identical": int(not off), "dist/world_size": self.world.size})
+                if off:
+                    warn([f"the ranks' weights differ at the end of the run ({', '.join(off[:4])}"
+                          f"{' ...' if len(off) > 4 else ''}): a bug, please report it"])
             log.close()
+        if not self.world.main:
+            return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
+                    "signal": stop_signal[0] if stop_signal else None, "rank": self.world.rank}
         grid = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         if not grid.exists():
             self.write_samples()
@@ -606,6 +652,17 @@ class Trainer:
             warnings.simplefilter("ignore")
             return newest_checkpoint(self.run_dir, whole=False)
 
+    def _inputs(self, batch_size: int, batch: dict) -> dict:
+        """G's inputs for this step. Under torchrun, latent models draw them for the global batch (following the
+        global batch's labels) from the generator every rank shares and keep their slice: the ranks together
+        take exactly the inputs one process would; a translator's input is its own shard's sources."""
+        w = self.world
+        if not w.active or translates(self.recipe):
+            return self.recipe.inputs(batch_size, self.z_gen, batch)
+        labels = self.batches.global_labels
+        full = self.recipe.inputs(batch_size * w.size, self.z_gen, {} if labels is None else {"label": labels})
+        return _take(full, w.shard(batch_size * w.size), batch_size * w.size)
+
     def _steps(self, steps: int, deadline: float, stop_signal: list, log_interval, warn, log, bar) -> str:
         """Train until `steps`, the deadline or a signal; returns what stopped it. Divergence (a non-finite loss
         since the last check, or weights at a checkpoint) raises Diverged at the next log, sample, evaluation or
@@ -614,15 +671,17 @@ class Trainer:
         n_health = min(len(self.data), t.sample_grid)
         sgd = t.optimizer == "sgd"
         while self.step < steps or not steps:
-            if stop_signal:
+            # under torchrun a signal or the deadline on any rank stops all, at the same step
+            interrupted, late = dist.any_ranks([bool(stop_signal), time.monotonic() >= deadline])
+            if interrupted:
                 return "interrupted"
-            if time.monotonic() >= deadline:
+            if late:
                 return "minutes"
             sched = self.recipe.schedule(self.nimg)
             batch = self.batches.next(sched.resolution, sched.batch_size)
             # G's inputs are drawn on the CPU whatever the device: the same latents everywhere, and a resume may
             # move a run between devices.
-            inputs = to_device(self.recipe.inputs(sched.batch_size, self.z_gen, batch), s.device)
+            inputs = to_device(self._inputs(sched.batch_size, batch), s.device)
             if sgd:
                 adjust_sgd(s.opt, self.cfg, self.step, self.nimg, s.lr_scale)
             out = s.train_step(batch, inputs, self.step, sched)
@@ -631,9 +690,10 @@ class Trainer:
                 sums[k] = sums[k] + v if k in sums else v
             acc["count"] += 1
             self.step += 1
-            self.nimg += sched.batch_size
+            shown = sched.batch_size * self.world.size  # the global batch
+            self.nimg += shown
             if self.ema is not None:
-                self.ema.update(self.nimg, sched.batch_size)
+                self.ema.update(self.nimg, shown)
             if bar is not None:
                 bar.update(1)
             if self.step % t.log_every == 0:
@@ -641,12 +701,14 @@ class Trainer:
                 log_interval(time.perf_counter())
             if t.sample_every and self.step % t.sample_every == 0:
                 self._check_finite()
-                real = self._real_for_health(n_health, sched.resolution)
-                values, msgs = self.health.observe_samples(self.write_samples(), real)
-                log.log(self.step, values)
-                warn(msgs)
+                if self.world.main:
+                    real = self._real_for_health(n_health, sched.resolution)
+                    values, msgs = self.health.observe_samples(self.write_samples(), real)
+                    log.log(self.step, values)
+                    warn(msgs)
             if t.eval_every and self.step % t.eval_every == 0:  # before the checkpoint: it records best_fid
                 self._check_finite(weights=True)  # a diverged G never becomes `best`
+            if t.eval_every and self.step % t.eval_every == 0 and self.world.main:  # rank 0 evaluates
                 try:
                     ev = self.evaluate()
                 except Exception as e:  # never lose a run to its evaluation: warn and go on
@@ -661,12 +723,38 @@ class Trainer:
                 if bar is not None and fid is not None:
                     bar.write(f"step {self.step}: FID {fid:.4g} ({ev['extractor']}), best {self.best_fid:.4g}",
                               file=sys.stderr)
-            if self.step % t.checkpoint_every == 0 and not self._saved_this_step():
+            if self.step % t.checkpoint_every == 0:
                 self.save()
         if acc["count"]:  # the last partial interval
             self._check_finite()
             log_interval(time.perf_counter())
         return "steps"
+
+
+def _take(inputs: dict, part: slice, n: int) -> dict:
+    """The samples `part` of G's inputs for n (tensors and lists of tensors with n rows; others as they are)."""
+    out = {}
+    for k, v in inputs.items():
+        if torch.is_tensor(v) and v.ndim > 0 and len(v) == n:
+            out[k] = v[part]
+        elif isinstance(v, (list, tuple)) and v and torch.is_tensor(v[0]) and len(v[0]) == n:
+            out[k] = [t[part] for t in v]
+        else:
+            out[k] = v
+    return out
+
+
+class _NullLog:
+    """The metrics log of a rank other than 0: it writes nothing."""
+
+    def log(self, step: int, values: dict) -> None:
+        pass
+
+    def rewind(self, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT}
@@ -728,21 +816,25 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     trainer = Trainer(cfg, run_dir, data, progress=progress)  # before touching the disk: a bad config leaves nothing
     if cfg.train.eval_every:
         _check_evaluation(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
+    main = trainer.world.main  # under torchrun, rank 0 owns the run directory; the others only read it
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir) if main else contextlib.nullcontext():
         if resume:
             ckpt = newest_checkpoint(run_dir)
             if ckpt is not None:
                 trainer.restore(ckpt)
-                if progress:
+                if progress and main:
                     print(f"resuming {run_dir} from step {trainer.step} ({ckpt.name})", file=sys.stderr)
             elif list_checkpoints(run_dir):
                 raise GanforgeError(f"--resume: no checkpoint in {run_dir / 'checkpoints'} can be read; refusing to "
                                     f"start over on top of them (move them away to start afresh)")
             else:
                 trainer.resumed_from = 0  # killed before its first checkpoint: start over, dropping its logs
-        cleanup_temporaries(run_dir)
-        atomic_write_bytes(run_dir / "config.yaml", config_mod.to_yaml(cfg).encode())
+        if main:
+            cleanup_temporaries(run_dir)
+            atomic_write_bytes(run_dir / "config.yaml", config_mod.to_yaml(cfg).encode())
+        dist.barrier()
         return trainer.run(cfg.train.steps, cfg.train.minutes)
 
 
