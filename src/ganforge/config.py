@@ -70,7 +70,8 @@ class TrainConfig:
                                  # learning rates, at most this many times, then stop (0: stop at once)
     diverge_lr_factor: float = 0.5  # each rollback multiplies the learning rates by this
     sync_batchnorm: bool = False    # torchrun: BatchNorm statistics over the global batch (else each rank's own)
-    dist_timeout_s: float = 600.0   # torchrun: a collective waiting longer (a rank died or hangs) is an error
+    dist_timeout_s: float = 1800.0  # torchrun: a collective waiting longer (a rank died or hangs) is an error;
+                                    # above rank 0's longest evaluation, which the others wait for
 
 
 CONFIG_VERSION = 2  # 2: the recipe section, data.stream/memory_mb/workers, arch.num_classes (dcgan: kernel_size)

@@ -66,7 +66,7 @@ def from_env() -> World:
     return World(rank, size, local)
 
 
-def init(device_name: str = "auto", timeout_s: float = 600.0) -> World:
+def init(device_name: str = "auto", timeout_s: float = 1800.0) -> World:
     """Join the process group when torchrun started this process (gloo on the CPU, NCCL on GPUs: each rank
     on its LOCAL_RANK's GPU); a single process otherwise. Collectives time out after `timeout_s`, so a rank
     that died leaves the others with an error, not a hang (torchrun also stops them when one fails)."""
