@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow browser bench-serve bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix data env clean-env
+.PHONY: demo test test-slow browser bench-serve bench-dist bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix data env clean-env
 
 env: $(STAMP)
 
@@ -93,6 +93,10 @@ bench-small: data
 # out); held-out test pairs: L1 to the truth, FID/KID (docs/benchmarks.md); the hand-drawn outlines' picture
 bench-pix2pix: data
 	PY=$(BIN)/python bash benchmarks/pix2pix_quality.sh
+
+# torchrun on this CPU: 1 process against 2 (gloo), dcgan and stylegan2 -> docs/results/dist.json
+bench-dist: data
+	$(BIN)/python benchmarks/dist_scaling.py
 
 # ganforge serve under 8 concurrent clients (its own 1-step models) -> docs/results/serve.json
 bench-serve: $(STAMP)

@@ -43,3 +43,12 @@ for key, r in json.load(open(sys.argv[1])).items():
     if "stylegan2" in key:
         print(f"{key}: ganforge {1000 / r['ganforge_img_s']:.2f} sec/kimg, plain {1000 / r['plain_img_s']:.2f} sec/kimg")
 PY
+echo "== 6. torchrun over every GPU here (NCCL): DCGAN for 300 steps; img/s and the ranks' bit-identity check"
+NGPU=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$NGPU" -ge 2 ]; then
+  timeout 200 torchrun --standalone --nproc_per_node="$NGPU" -m ganforge train dcgan --data fashion-mnist --steps 300 \
+    --batch-size 64 --out /tmp/g3 --quiet --checkpoint-every 300 --sample-every 0 && \
+  grep -E '"img_per_s"|weights_identical' /tmp/g3/metrics.jsonl | tail -3
+else
+  echo "one GPU: torchrun over GPUs needs two or more (the 2-process CPU test covers the logic)"
+fi

@@ -123,3 +123,32 @@ def test_a_dead_rank_stops_the_job_with_a_clear_error(tmp_path):
                 proc.kill()
     assert proc.returncode != 0 and took < 60
     assert "exitcode" in out and "-9" in out  # torchrun names the rank that died and how
+
+
+def test_sigterm_stops_every_rank_at_one_step_and_resume_takes_another_world_size(tmp_path, capsys):
+    """A scheduler's SIGTERM to torchrun: every rank stops at the same step, rank 0 checkpoints, the job ends;
+    the run then resumes in one process, with a warning that the world changed."""
+    from conftest import run_main
+
+    with synthetic_fashion(tmp_path / "cache") as env:
+        run = tmp_path / "run"
+        proc = torchrun(["train", "dcgan", "--out", str(run), "--minutes", "3", *_sets(tiny_layers("dcgan", steps=0))],
+                        env)
+        try:
+            deadline = time.monotonic() + 120
+            while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        ckpt = newest_checkpoint(run)
+        assert ckpt is not None and int(ckpt.stem.split("_")[1]) > 0, out[-3000:]
+        assert '"dist/weights_identical": 1' in (run / "metrics.jsonl").read_text(), out[-3000:]
+        step = int(ckpt.stem.split("_")[1])
+        res = run_main(["train", "dcgan", "--out", str(run), "--resume", "--steps", str(step + 2), "--quiet"], capsys)
+    assert res.returncode == 0, res.stderr
+    assert "saved with 2 process(es) and resumes with 1" in res.stderr
+    assert int(newest_checkpoint(run).stem.split("_")[1]) == step + 2
