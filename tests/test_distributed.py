@@ -2,6 +2,7 @@
 process trained on the same global batch; a rank that dies takes the job down with a clear error, no hang."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,25 +103,31 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+@contextlib.contextmanager
+def training(run: Path, env: dict):
+    """A 2-process dcgan run of up to 3 minutes, yielded once it has logged its first steps; killed at the end
+    if it is still running."""
+    proc = torchrun(["train", "dcgan", "--out", str(run), "--minutes", "3", *_sets(tiny_layers("dcgan", steps=0))],
+                    env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.2)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_dead_rank_stops_the_job_with_a_clear_error(tmp_path):
-    with synthetic_fashion(tmp_path / "cache") as env:
-        run = tmp_path / "run"
-        proc = torchrun(["train", "dcgan", "--out", str(run), "--minutes", "3", *_sets(tiny_layers("dcgan", steps=0))],
-                        env)
-        try:
-            deadline = time.monotonic() + 120
-            while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-                time.sleep(0.2)
-            workers = _children(proc.pid)
-            assert len(workers) == 2
-            os.kill(workers[1], signal.SIGKILL)
-            t0 = time.monotonic()
-            out, _ = proc.communicate(timeout=120)
-            took = time.monotonic() - t0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with synthetic_fashion(tmp_path / "cache") as env, training(tmp_path / "run", env) as proc:
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGKILL)
+        t0 = time.monotonic()
+        out, _ = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
     assert proc.returncode != 0 and took < 60
     assert "exitcode" in out and "-9" in out  # torchrun names the rank that died and how
 
@@ -130,20 +137,11 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_takes_another_world_siz
     the run then resumes in one process, with a warning that the world changed."""
     from conftest import run_main
 
+    run = tmp_path / "run"
     with synthetic_fashion(tmp_path / "cache") as env:
-        run = tmp_path / "run"
-        proc = torchrun(["train", "dcgan", "--out", str(run), "--minutes", "3", *_sets(tiny_layers("dcgan", steps=0))],
-                        env)
-        try:
-            deadline = time.monotonic() + 120
-            while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-                time.sleep(0.2)
+        with training(run, env) as proc:
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         ckpt = newest_checkpoint(run)
         assert ckpt is not None and int(ckpt.stem.split("_")[1]) > 0, out[-3000:]
         assert '"dist/weights_identical": 1' in (run / "metrics.jsonl").read_text(), out[-3000:]
