@@ -169,3 +169,8 @@ class AdaptiveP:
         for name, dst in (("p", self.p), ("sign_sum", self._sign_sum), ("count", self._count), ("rt", self._rt)):
             dst.copy_(d[name])
         self._calls = int(d["calls"])  # load time only, never in the training step
+        from .train.dist import world
+
+        if world().rank:  # the checkpoint's partial sums are rank 0's: under torchrun only rank 0 keeps them
+            self._sign_sum.zero_()
+            self._count.zero_()

@@ -350,10 +350,11 @@ def _train(args, dist) -> int:
         return
     if world.active and world.main:
         b = cfg.train.batch_size
-        import torch.distributed as tdist
+        from .train.device import pick_device
 
-        print(f"torchrun: {world.size} processes ({tdist.get_backend()}), batch {b} per process, global batch "
-              f"{b * world.size}", file=sys.stderr)
+        backend = "nccl" if pick_device(cfg.train.device).type == "cuda" else "gloo"
+        print(f"torchrun: {world.size} processes ({backend}), batch {b} per process, global batch {b * world.size}",
+              file=sys.stderr)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
     if not world.main:
         return 128 + result["signal"] if result["signal"] else 0

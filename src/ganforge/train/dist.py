@@ -81,7 +81,10 @@ def init(device_name: str = "auto", timeout_s: float = 1800.0) -> World:
             raise GanforgeError(f"rank {w.rank} wants GPU {w.local_rank}, but this node has "
                                 f"{torch.cuda.device_count()}; start fewer processes per node")
         torch.cuda.set_device(w.local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    # each collective goes by its tensors' device: NCCL for the GPU's, gloo for the CPU's (the stop flags, which
+    # so never wait for the GPU; and a CPU run on a machine with GPUs)
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     _world = w
     return w
 
@@ -131,11 +134,11 @@ def all_sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on any: a stop, a divergence."""
     if not _world.active:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device or _device())
+    t = torch.tensor([1.0 if flag else 0.0])  # on the CPU (gloo): no wait for the GPU
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -162,11 +165,12 @@ class _GlobalBatchNorm:
         var = (packed[c: 2 * c] / n - mean.square()).clamp(min=0)
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
-                m = self.momentum if self.momentum is not None else 0.1
+                self.num_batches_tracked += 1
+                # momentum None: a cumulative average, as BatchNorm's
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
                 unbiased = var.detach() * n / (n - 1).clamp(min=1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
-                self.num_batches_tracked += 1
         shape = [1, c] + [1] * (x.ndim - 2)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
@@ -205,7 +209,7 @@ def any_ranks(flags: list[bool]) -> list[bool]:
     """`any_rank` for several flags in one all-reduce."""
     if not _world.active:
         return flags
-    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=_device())
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])  # on the CPU (gloo): no wait for the GPU
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
 
@@ -229,5 +233,3 @@ def differing(named: dict[str, torch.Tensor]) -> list[str]:
     return out
 
 
-def _device() -> torch.device:
-    return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")

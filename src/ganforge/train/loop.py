@@ -151,6 +151,8 @@ def adjust_sgd(opt: dict, cfg: RunConfig, step: int, nimg: int, lr_scale: float 
 
 def build(cfg: RunConfig, channels: int, device: torch.device | None = None, world: dist.World = dist.SINGLE) -> Setup:
     device = device or pick_device(cfg.train.device)
+    if world.active and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)  # under torchrun: this process's GPU, whatever index was asked
     if device.type == "cuda":
         # Fixed shapes every step: let cuDNN pick the fastest kernels, unless the run must be bit-exact.
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
@@ -304,6 +306,8 @@ class Trainer:
     def save_best(self) -> Path:
         """checkpoints/best.safetensors: a copy of this step's checkpoint, written atomically."""
         ckpts = list_checkpoints(self.run_dir)
+        if not (ckpts and ckpts[-1].name == checkpoint_name(self.step)) and not self._finite(weights=True):
+            return None  # evaluation's BatchNorm recalibration made G_ema non-finite: the next save() rolls back
         ckpt = ckpts[-1] if ckpts and ckpts[-1].name == checkpoint_name(self.step) else self._write_checkpoint()
         best = self.run_dir / "checkpoints" / "best.safetensors"
         atomic_write_bytes(best, ckpt.read_bytes())
@@ -335,13 +339,26 @@ class Trainer:
         is not finite. The losses are the log interval's sums, which the loop keeps anyway (a NaN or an infinity
         in any step stays in its interval's sum; earlier intervals were checked at their log): nothing is added
         to the step. One host read; called at log, sample, evaluation and checkpoint time only."""
+        if dist.any_rank(not self._finite(weights)):  # under torchrun, all ranks roll back together
+            raise Diverged(self.step)
+
+    def _finite(self, weights: bool = False) -> bool:
         ok = [torch.isfinite(v).all() for k, v in self._acc["sums"].items() if k.startswith("loss")]
         if weights:
             ok += [torch.isfinite(v).all() for net in self._nets().values() for v in net.state_dict().values()
                    if v.is_floating_point()]
-        bad = bool(ok) and not bool(torch.stack([f.reshape(()) for f in ok]).all())
-        if dist.any_rank(bad):  # under torchrun, all ranks roll back together
-            raise Diverged(self.step)
+        return not ok or bool(torch.stack([f.reshape(()) for f in ok]).all())
+
+    def _shared(self, ckpt: Path | None) -> Path | None:
+        """Rank 0's choice of checkpoint, on every rank (each must read the same one: under torchrun on several
+        nodes, --out must be a folder they all see)."""
+        if not self.world.active:
+            return ckpt
+        ckpt = dist.broadcast_object(ckpt)
+        if ckpt is not None and not ckpt.is_file():
+            raise GanforgeError(f"rank {self.world.rank} cannot read rank 0's checkpoint {ckpt}: under torchrun on "
+                                f"several machines, --out must be a folder every machine shares")
+        return ckpt
 
     def _capture(self) -> dict:
         """Everything a rollback restores, in memory (a fresh run's step 0, before any checkpoint exists)."""
@@ -370,7 +387,7 @@ class Trainer:
         happened, for the log."""
         t = self.cfg.train
         rollbacks, scale, best = self.rollbacks + 1, self.s.lr_scale * t.diverge_lr_factor, self.best_fid
-        ckpt = newest_checkpoint(self.run_dir)
+        ckpt = self._shared(newest_checkpoint(self.run_dir) if self.world.main else None)
         if rollbacks > t.diverge_retries:
             where = f"the newest good checkpoint is {ckpt}" if ckpt else "no checkpoint was saved"
             raise GanforgeError(
@@ -554,8 +571,8 @@ class Trainer:
         def on_signal(signum, frame):
             # A polite stop (Ctrl-C, a scheduler's SIGTERM): finish the step in flight, checkpoint, exit. Raising
             # here instead would leave a half-done step (D updated, G not) in the final checkpoint.
-            if stop_signal:  # asked twice: stop now, without the final checkpoint
-                raise KeyboardInterrupt
+            if stop_signal and not self.world.active:  # asked twice: stop now, without the final checkpoint
+                raise KeyboardInterrupt  # (under torchrun a scheduler and torchrun may both signal: no hurry)
             stop_signal.append(signum)
 
         handlers = {}
@@ -596,12 +613,14 @@ class Trainer:
         self._acc = acc
         s.G.train()
         s.D.train()
-        if self._newest_quietly() is None:  # what a divergence before any checkpoint goes back to
+        if self._shared(self._newest_quietly() if self.world.main else None) is None:  # a divergence before any
+            # checkpoint goes back to this
             self._initial = self._capture()
         stop_reason = None
         try:
             while True:
                 try:
+                    stop_reason = None
                     stop_reason = self._steps(steps, deadline, stop_signal, log_interval, warn, log, bar)
                     # Every run ends with a checkpoint, whatever ended it (steps, minutes, Ctrl-C, SIGTERM), and
                     # never with a non-finite one.
@@ -615,21 +634,13 @@ class Trainer:
                     if bar is not None:
                         bar.n = self.step
                         bar.refresh()
+            if self.world.active:  # every rank got here together: the promise of data parallelism, checked exactly
+                self._check_ranks_identical(log, warn)
         finally:
             if bar is not None:
                 bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            if self.world.active and stop_reason is not None:  # the promise of data parallelism, checked exactly
-                # G and D whole; G_ema's parameters (its BatchNorm statistics are recalibrated on rank 0 alone,
-                # for the samples and checkpoints only it writes)
-                named = {f"{n}.{k}": v for n, net in self._nets().items()
-                         for k, v in (net.named_parameters() if n == "G_ema" else net.state_dict().items())}
-                off = dist.differing(named)
-                log.log(self.step, {"dist/weights_identical": int(not off), "dist/world_size": self.world.size})
-                if off:
-                    warn([f"the ranks' weights differ at the end of the run ({', '.join(off[:4])}"
-                          f"{' ...' if len(off) > 4 else ''}): a bug, please report it"])
             log.close()
         if not self.world.main:
             return {"run_dir": str(self.run_dir), "step": self.step, "stopped_by": stop_reason,
@@ -642,6 +653,17 @@ class Trainer:
                 "signal": stop_signal[0] if stop_signal else None,
                 "checkpoint": str(self._newest_quietly()),
                 "samples": str(grid), "progress_gif": str(gif) if gif else None}
+
+    def _check_ranks_identical(self, log, warn) -> None:
+        """G and D whole, and G_ema's parameters (its BatchNorm statistics are recalibrated on rank 0 alone, for
+        the samples and checkpoints only it writes), the same to the bit on every rank; logged, warned if not."""
+        named = {f"{n}.{k}": v for n, net in self._nets().items()
+                 for k, v in (net.named_parameters() if n == "G_ema" else net.state_dict().items())}
+        off = dist.differing(named)
+        log.log(self.step, {"dist/weights_identical": int(not off), "dist/world_size": self.world.size})
+        if off:
+            warn([f"the ranks' weights differ at the end of the run ({', '.join(off[:4])}"
+                  f"{' ...' if len(off) > 4 else ''}): a bug, please report it"])
 
     def _newest_quietly(self) -> Path | None:
         """The newest readable checkpoint (header only), without repeating the resume's warning about damaged
@@ -821,7 +843,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir) if main else contextlib.nullcontext():
         if resume:
-            ckpt = newest_checkpoint(run_dir)
+            ckpt = trainer._shared(newest_checkpoint(run_dir) if main else None)
             if ckpt is not None:
                 trainer.restore(ckpt)
                 if progress and main:
