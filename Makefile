@@ -51,16 +51,16 @@ test-slow: data browser
 # sagan at 32px (1 channel, 10 classes) and 64px (3 channels, 9 classes) against the ports' loop (explicit attention);
 # attention_cost.py: fused against explicit self-attention, and attention's share of a sagan step (attention.json)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 32 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models progan --resolution 64 --alpha 0.5 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 32 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models stylegan2 --resolution 64 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models sagan --resolution 32 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models sagan --resolution 64 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models pix2pix --resolution 32 --json docs/results/speed.json
-	$(BIN)/python benchmarks/train_speed.py --models pix2pix --resolution 64 --json docs/results/speed.json
+	$(BIN)/ganforge bench --json docs/results/speed.json
+	$(BIN)/ganforge bench --models progan --resolution 32 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models progan --resolution 64 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models progan --resolution 64 --alpha 0.5 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models stylegan2 --resolution 32 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models stylegan2 --resolution 64 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models sagan --resolution 32 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models sagan --resolution 64 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models pix2pix --resolution 32 --json docs/results/speed.json
+	$(BIN)/ganforge bench --models pix2pix --resolution 64 --json docs/results/speed.json
 	$(BIN)/python benchmarks/attention_cost.py --json docs/results/attention.json
 	$(BIN)/python benchmarks/report.py
 

@@ -9,8 +9,8 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 echo "== 1. fast test suite with CUDA present (train() picks the GPU; CUDA resume test runs)"
 timeout 200 python3 -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/pytest.log"
 echo "== 2. speed on the GPU: ganforge vs the plain loop"
-timeout 100 python3 benchmarks/train_speed.py --device cuda --models dcgan,gan --batch-size 64 --blocks 5 --steps 20
-timeout 100 python3 benchmarks/train_speed.py --device cuda --models dcgan --resolution 64 --batch-size 128 --blocks 5 --steps 20
+timeout 100 python3 -m ganforge bench --device cuda --models dcgan,gan --batch-size 64 --blocks 5 --steps 20
+timeout 100 python3 -m ganforge bench --device cuda --models dcgan --resolution 64 --batch-size 128 --blocks 5 --steps 20
 echo "== 3. DCGAN on real Fashion-MNIST for 1.5 minutes on the GPU, then sample"
 timeout 150 python3 -m ganforge.cli train dcgan --data fashion-mnist --minutes 1.5 --steps 1000000 --out /tmp/g1 --quiet \
   --checkpoint-every 2000 --sample-every 1000 && tail -2 /tmp/g1/metrics.jsonl
@@ -35,7 +35,7 @@ cp /tmp/g2/samples/progress.gif "$OUT/gpu-progan-progress.gif" 2>/dev/null
 echo "== 5. stylegan2 at 128px, batch 32, bf16, the paper's config-F widths (512 channels up to 64px):"
 echo "      seconds per 1000 images (sec/kimg) of ganforge's step against the plain ports' loop (fp32, grouped"
 echo "      modulated convs); NVlabs' anchor: 12.8-13.7 sec/kimg on one V100 at 128px"
-timeout 200 python3 benchmarks/train_speed.py --device cuda --models stylegan2 --resolution 128 --channels 3 \
+timeout 200 python3 -m ganforge bench --device cuda --models stylegan2 --resolution 128 --channels 3 \
   --batch-size 32 --blocks 3 --steps 16 --set arch.channel_base=32768 --set arch.channel_max=512 \
   --json "$OUT/speed-stylegan2.json" && python3 - "$OUT/speed-stylegan2.json" <<'PY'
 import json, sys

@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     sv.add_argument("--cache-mib", type=_nonneg_float, default=64, help="PNGs kept for repeated requests (MiB)")
 
+    # its options are the benchmark's own (ganforge.bench.speed): main() hands them over unparsed
+    sub.add_parser("bench", add_help=False, help="img/s of each model's training step against a plain PyTorch "
+                   "loop of the same networks, with GFLOP/s (ganforge bench --help)")
+
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--out", required=True)
@@ -663,6 +667,12 @@ def cmd_export(args) -> None:
     print(f"exported -> {export(args.run, args.out, overwrite=args.force)}")
 
 
+def cmd_bench(args) -> None:
+    from .bench.speed import main as bench
+
+    bench(args.rest, prog="ganforge bench")
+
+
 def cmd_serve(args) -> None:
     try:
         from .serve import Limits, serve
@@ -675,12 +685,16 @@ def cmd_serve(args) -> None:
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
          "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
          "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "translate": cmd_translate,
-         "serve": cmd_serve, "export": cmd_export}
+         "serve": cmd_serve, "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options
+        args = argparse.Namespace(version=False, verb="bench", rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.version:
         from . import __version__
 
