@@ -611,7 +611,7 @@ def cmd_translate(args) -> None:
     from .data.sources import IMAGE_EXTENSIONS, _image_files, _read_errors, _to_array, to_unit_range
     from .provenance import png_info
     from .sampling import load
-    from .viz import to_hwc_uint8
+    from .viz import to_hwc_uint8, to_pil
 
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
@@ -653,7 +653,7 @@ def cmd_translate(args) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         arr = to_hwc_uint8(shown)[0]
         meta = _meta(gen, args, seed=args.seed + i, source=f.name, dropout=not args.no_dropout)
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(target, pnginfo=png_info(meta))
+        to_pil(arr).save(target, pnginfo=png_info(meta))
         done += 1
     if bad:
         print(f"ganforge translate: skipped {len(bad)} unreadable file(s): {', '.join(bad[:5])}"

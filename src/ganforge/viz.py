@@ -41,7 +41,8 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     return grid[:c].permute(1, 2, 0).numpy()  # grey comes back as 3 equal channels: keep one
 
 
-def _image(arr: np.ndarray, scale: int = 1):
+def to_pil(arr: np.ndarray, scale: int = 1):
+    """An HxWxC uint8 array (C = 1 or 3) as a PIL image, scaled up `scale` times (nearest)."""
     from PIL import Image
 
     img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
@@ -59,7 +60,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, meta: d
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images, nrow)
     tmp = path.with_name(f".{path.name}.tmp")
-    _image(grid, _auto_scale(grid)).save(tmp, format="PNG", pnginfo=png_info(meta))
+    to_pil(grid, _auto_scale(grid)).save(tmp, format="PNG", pnginfo=png_info(meta))
     os.replace(tmp, path)  # a kill mid-write never leaves a truncated grid behind
     return path
 
@@ -72,7 +73,7 @@ def save_images(images: torch.Tensor, folder: Path, start: int = 0, meta: dict |
     paths = []
     for i, arr in enumerate(to_hwc_uint8(images)):
         p = folder / f"{start + i:06d}.png"
-        _image(arr).save(p, pnginfo=png_info(meta and {**meta, f"{PREFIX}index": str(start + i)}))
+        to_pil(arr).save(p, pnginfo=png_info(meta and {**meta, f"{PREFIX}index": str(start + i)}))
         paths.append(p)
     return paths
 
@@ -113,7 +114,7 @@ def _write_gif(frames: list, path: Path, duration_ms: int, last_hold: int, scale
 def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_hold: int = 10,
              meta: dict | None = None) -> Path:
     """HxWxC uint8 frames (as make_grid returns) -> an animated GIF about 512 px on screen."""
-    return _write_gif([_image(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]),
+    return _write_gif([to_pil(f) for f in frames], path, duration_ms, last_hold, scale=_auto_scale(frames[0]),
                       meta=meta)
 
 

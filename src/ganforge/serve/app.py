@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..provenance import GENERATED, png_info
 from ..registry import GanforgeError
-from ..viz import make_grid, to_hwc_uint8
+from ..data.sources import to_unit_range
+from ..viz import make_grid, to_hwc_uint8, to_pil
 from .models import Limits, Served
 
 STATIC = Path(__file__).parent / "static"
@@ -72,11 +74,9 @@ class PngCache:
 
 def encode_png(images: torch.Tensor, meta: dict, nrow: int | None = None, padding: int = 2) -> bytes:
     """Images [N, C, H, W] in [-1, 1] -> PNG bytes: the image itself for N = 1, else a grid `nrow` wide."""
-    from PIL import Image
-
     arr = to_hwc_uint8(images)[0] if len(images) == 1 else make_grid(images, nrow, padding=padding)
     buf = io.BytesIO()
-    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG", pnginfo=png_info(meta))
+    to_pil(arr).save(buf, format="PNG", pnginfo=png_info(meta))
     return buf.getvalue()
 
 
@@ -108,8 +108,8 @@ def read_upload(data: bytes, channels: int, resolution: int, limits: Limits) -> 
     side = min(im.size)
     left, top = (im.width - side) // 2, (im.height - side) // 2
     im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.LANCZOS)
-    x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(resolution, resolution, channels)
-    return x.permute(2, 0, 1)[None].float().div(127.5).sub(1)
+    x = torch.from_numpy(np.asarray(im).reshape(resolution, resolution, channels).copy())
+    return to_unit_range(x.permute(2, 0, 1)[None])
 
 
 def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:

@@ -115,16 +115,17 @@ def average_grads(params) -> None:
     if not _world.active:
         return
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= _world.size  # (a rank's NaN spreads to all, as in one process: the divergence check rolls back)
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset: offset + n].view_as(g))
-        offset += n
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= _world.size  # (a rank's NaN spreads to all, as in one process: the divergence check rolls back)
+        _unflatten(flat, grads)
+
+
+def _unflatten(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    """Copy one flat buffer back into the tensors it was concatenated from."""
+    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.copy_(part.view_as(t))
 
 
 def all_sum_(t: torch.Tensor) -> torch.Tensor:
@@ -136,11 +137,7 @@ def all_sum_(t: torch.Tensor) -> torch.Tensor:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on any: a stop, a divergence."""
-    if not _world.active:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])  # on the CPU (gloo): no wait for the GPU
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return any_ranks([flag])[0]
 
 
 class _GlobalBatchNorm:
@@ -201,8 +198,7 @@ def broadcast_buffers(*modules) -> None:
     if bufs:
         flat = torch.cat([b.reshape(-1) for b in bufs])
         dist.broadcast(flat, src=0)
-        for b, part in zip(bufs, flat.split([b.numel() for b in bufs])):
-            b.copy_(part.view_as(b))
+        _unflatten(flat, bufs)
 
 
 def any_ranks(flags: list[bool]) -> list[bool]:
