@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test test-slow browser bench-serve bench-dist bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix data env clean-env
+.PHONY: demo test test-slow browser bench-serve bench-dist bench bench-quality bench-small bench-progan bench-style bench-sagan bench-pix2pix evolution data env clean-env
 
 env: $(STAMP)
 
@@ -101,6 +101,16 @@ bench-dist: data
 # ganforge serve under 8 concurrent clients (its own 1-step models) -> docs/results/serve.json
 bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/serve_load.py
+
+# the evolution reports in docs/evolution/ (about 35 minutes, then about 100): every generation on the same data for
+# the same minutes, two at a time (one core each); an interrupted job continues where it stopped when run again
+EVOLUTION_FM    := evolution/fashion-mnist-32px
+EVOLUTION_EMOJI := evolution/emoji-64px
+evolution: data
+	$(BIN)/ganforge evolution --data fashion-mnist --minutes-per-model 10 --jobs 2 --out $(EVOLUTION_FM)
+	$(BIN)/ganforge evolution --data emoji --resolution 64 --minutes-per-model 30 --jobs 2 --out $(EVOLUTION_EMOJI)
+	for job in $(EVOLUTION_FM) $(EVOLUTION_EMOJI); do \
+	  mkdir -p docs/$$job && cp -r $$job/report.md $$job/report.html $$job/images docs/$$job/ || exit 1; done
 
 clean-env:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from .evolution import DEFAULT_MODELS as EVOLUTION_MODELS
 from .registry import GanforgeError
 
 
@@ -42,6 +43,13 @@ def _nonneg_float(s: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = _nonneg_float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
     return v
 
 
@@ -245,6 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     # its options are the benchmark's own (ganforge.bench.speed): main() hands them over unparsed
     sub.add_parser("bench", add_help=False, help="img/s of each model's training step against a plain PyTorch "
                    "loop of the same networks, with GFLOP/s (ganforge bench --help)")
+
+    ev = sub.add_parser("evolution", help="every generation on the same data and wall-time budget, side by side: "
+                                          "trains (or continues), evaluates, writes an HTML report and its Markdown")
+    ev.add_argument("--data", required=True, help="dataset name or a folder of images")
+    ev.add_argument("--minutes-per-model", type=_positive_float, required=True, metavar="M",
+                    help="wall time each model trains (summed over interruptions)")
+    ev.add_argument("--models", default=",".join(EVOLUTION_MODELS), help="comma-separated, in the report's order "
+                    f"(default {','.join(EVOLUTION_MODELS)})")
+    ev.add_argument("--resolution", type=_positive_int, default=32, help="the same for every model (default 32)")
+    ev.add_argument("--out", help="the job's folder (default evolution/DATA-RESOLUTIONpx); run the same command "
+                                  "again to continue an interrupted job or add models")
+    ev.add_argument("--jobs", type=_positive_int, default=1, help="models trained at once, the CPU's threads split "
+                                                                  "between them (default 1)")
+    ev.add_argument("--n", type=_positive_int, help="samples per model and reference images (default: the test split, "
+                                                    "10000, or all of the data's images up to 10000)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
+                    help="a config override for every model, or for one (dcgan:arch.base_channels=32)")
+    ev.add_argument("--extractor", help="feature extractor (default: the data's domain classifier, else Inception)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="one self-describing .safetensors file to share")
     e.add_argument("run", metavar="RUN")
@@ -661,6 +690,12 @@ def cmd_translate(args) -> None:
     print(f"{done} image(s) translated by {gen.cfg.model} ({gen.resolution}px) -> {out}/")
 
 
+def cmd_evolution(args) -> int:
+    from .evolution import run
+
+    return run(args)
+
+
 def cmd_export(args) -> None:
     from .sampling import export
 
@@ -685,7 +720,7 @@ def cmd_serve(args) -> None:
 VERBS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample,
          "interpolate": cmd_interpolate, "truncation": cmd_truncation, "mix": cmd_mix, "variation": cmd_variation,
          "project": cmd_project, "attention": cmd_attention, "eval": cmd_eval, "translate": cmd_translate,
-         "serve": cmd_serve, "bench": cmd_bench, "export": cmd_export}
+         "serve": cmd_serve, "bench": cmd_bench, "evolution": cmd_evolution, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

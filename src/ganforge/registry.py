@@ -30,6 +30,8 @@ class ModelSpec:
     config_cls: type                       # the family's config dataclass (architecture only)
     build: Callable[..., tuple[nn.Module, nn.Module]]  # build(cfg, resolution, channels) -> (G, D)
     paper: str                             # "Authors Year, Title, link"
+    arxiv: str = ""                        # the paper's arXiv id ("1406.2661"): when it appeared, in order
+    added: str = ""                        # what the paper added to what came before, in a paragraph (reports)
     recipe: str = "unconditional"          # how the family trains (see ganforge.recipes)
     train_defaults: dict[str, Any] = field(default_factory=dict)  # paper's optimiser and loss
     optimizer_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per train.optimizer: the
@@ -65,6 +67,11 @@ def get_model(name: str) -> ModelSpec:
         return _MODELS[name]
     except KeyError:
         raise GanforgeError(f"unknown model {name!r}; known models: {', '.join(sorted(_MODELS))}") from None
+
+
+def arxiv_year(spec: ModelSpec) -> int | None:
+    """The year the paper appeared (on arXiv; the published year can be later)."""
+    return 2000 + int(spec.arxiv[:2]) if spec.arxiv[:2].isdigit() else None
 
 
 def list_models() -> list[str]:

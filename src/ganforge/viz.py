@@ -55,12 +55,14 @@ def _auto_scale(arr: np.ndarray) -> int:
     return max(1, int(round(512 / max(arr.shape[0], arr.shape[1], 1))))  # about 512 px on screen
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, meta: dict | None = None) -> Path:
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None, meta: dict | None = None,
+              scale: int | None = None) -> Path:
+    """A grid of images as a PNG, scaled up to about 512 px on screen (or `scale` times)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid(images, nrow)
     tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(grid, _auto_scale(grid)).save(tmp, format="PNG", pnginfo=png_info(meta))
+    to_pil(grid, scale or _auto_scale(grid)).save(tmp, format="PNG", pnginfo=png_info(meta))
     os.replace(tmp, path)  # a kill mid-write never leaves a truncated grid behind
     return path
 
@@ -119,9 +121,10 @@ def save_gif(frames: list[np.ndarray], path: Path, duration_ms: int = 120, last_
 
 
 def build_progress_gif(samples_dir: Path, max_frames: int = 60, out: Path | None = None,
-                       shrink: int = 1, meta: dict | None = None) -> Path | None:
+                       shrink: int = 1, meta: dict | None = None, top_half: bool = False) -> Path | None:
     """samples/step_*.png -> samples/progress.gif (or `out`): the article's "digits appearing as the GAN
-    learns". `shrink` divides the grids' on-screen size (for small copies in the docs)."""
+    learns". `shrink` divides the grids' on-screen size, `top_half` keeps the upper half of the rows (an even
+    number of rows splits on the padding): small copies for the docs."""
     from PIL import Image
 
     samples_dir = Path(samples_dir)
@@ -136,6 +139,8 @@ def build_progress_gif(samples_dir: Path, max_frames: int = 60, out: Path | None
         try:
             with Image.open(p) as im:
                 frame = im.convert("L") if im.mode == "L" else im.convert("RGB")
+                if top_half:
+                    frame = frame.crop((0, 0, frame.width, frame.height // 2))
                 if shrink > 1:
                     frame = frame.resize((frame.width // shrink, frame.height // shrink), Image.NEAREST)
                 frames.append(frame)

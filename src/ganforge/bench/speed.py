@@ -218,8 +218,8 @@ def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, s
 RESOLUTION = {"dcgan": 32, "gan": 28, "progan": 32, "stylegan2": 32, "sagan": 32, "pix2pix": 32}
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    """`ganforge bench ...` and `python benchmarks/train_speed.py ...` (argv: the arguments after the verb)."""
+def parser(prog: str | None = None):
+    """The benchmark's options (`ganforge bench --help`)."""
     from ..cli import _Parser  # the CLI's one-line errors
 
     ap = _Parser(prog=prog, description=__doc__.split("\n")[0])
@@ -242,7 +242,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                     help="sagan: its classes (arch.num_classes, both sides); default 10 at 1 channel, 9 at 3")
     ap.add_argument("--set", action="append", default=[], help="config overrides for ganforge's step")
     ap.add_argument("--json", help="also merge the results into this file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """`ganforge bench ...` and `python benchmarks/train_speed.py ...` (argv: the arguments after the verb)."""
+    args = parser(prog).parse_args(argv)
     res = RESOLUTION
     unknown = [m for m in args.models.split(",") if m not in res]
     if unknown:

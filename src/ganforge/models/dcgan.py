@@ -136,6 +136,11 @@ class Discriminator(nn.Module):
 @register_model(
     "dcgan",
     config_cls=DCGANConfig,
+    arxiv="1511.06434",
+    added=("Convolutions that train reliably: strided convolutions instead of pooling, batch normalisation in "
+           "both networks, no fully connected hidden layers, ReLU in G and leaky ReLU in D, Adam at lr 0.0002 "
+           "with beta1 0.5. It made GANs a tool for images rather than a curiosity, and showed structure in the "
+           "latent space (smooth walks, vector arithmetic)."),
     paper="Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs, "
           "https://arxiv.org/abs/1511.06434",
     train_defaults={"resolution": 32, "loss": "nonsaturating", "lr_g": 2e-4, "lr_d": 2e-4,

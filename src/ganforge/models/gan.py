@@ -116,6 +116,12 @@ class Discriminator(nn.Module):
 @register_model(
     "gan",
     config_cls=GANConfig,
+    arxiv="1406.2661",
+    added=("The adversarial game itself: a generator turns noise into samples while a discriminator learns to "
+           "tell them from real data, and at the game's equilibrium the generator's distribution is the data's. "
+           "Both networks are multilayer perceptrons (maxout and dropout in D). The paper also gives the "
+           "non-saturating generator loss, which trains where the minimax one stalls early on, and which "
+           "ganforge uses by default."),
     paper="Goodfellow et al. 2014, Generative Adversarial Nets, https://arxiv.org/abs/1406.2661",
     train_defaults={"resolution": 28, "loss": "nonsaturating", "lr_g": 2e-4, "lr_d": 2e-4,
                     "betas": (0.5, 0.999), "ema": True},

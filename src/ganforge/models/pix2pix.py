@@ -202,6 +202,10 @@ def init_weights(module: nn.Module) -> None:
 @register_model(
     "pix2pix",
     config_cls=Pix2PixConfig,
+    arxiv="1611.07004",
+    added=("A conditional GAN that translates one image into another: a U-Net generator, and a PatchGAN "
+           "discriminator that judges (input, output) pairs patch by patch, next to an L1 term toward the "
+           "ground truth."),
     paper="Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks, "
           "https://arxiv.org/abs/1611.07004",
     recipe="paired",

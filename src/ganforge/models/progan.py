@@ -138,6 +138,11 @@ class ProGANDiscriminator(Growing):
 
 @register_model(
     "progan", config_cls=ProGANConfig, recipe="progressive",
+    arxiv="1710.10196",
+    added=("Growing: both networks start at 4x4 and gain a block at each doubling, each new block faded in, so "
+           "coarse structure is learned first and cheaply, and most images are shown at low resolution. With "
+           "equalised learning rates, pixelwise feature normalisation, minibatch standard deviation and the "
+           "WGAN-GP loss, it reached 1024x1024 faces."),
     paper="Karras, Aila, Laine, Lehtinen 2018, Progressive Growing of GANs for Improved Quality, Stability, and "
           "Variation, https://arxiv.org/abs/1710.10196",
     # section A.1: WGAN-GP, Adam(0.001, 0, 0.99, 1e-8), batch 16 up to 128x128, EMA of G (0.999 per step of 16)

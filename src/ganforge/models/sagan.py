@@ -276,6 +276,11 @@ class Discriminator(nn.Module):
 @register_model(
     "sagan",
     config_cls=SAGANConfig,
+    arxiv="1805.08318",
+    added=("Self-attention in G and D, so each position can draw on distant ones (global structure, not only "
+           "local texture); spectral normalisation in both networks, the hinge loss, and separate learning "
+           "rates for G and D (TTUR). Class-conditional through conditional batch normalisation in G and a "
+           "projection discriminator, whenever the data has classes."),
     paper="Zhang et al. 2019, Self-Attention Generative Adversarial Networks, https://arxiv.org/abs/1805.08318",
     train_defaults={"resolution": 32, "loss": "hinge", "lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9),
                     "ema": True},

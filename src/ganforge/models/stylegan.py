@@ -177,6 +177,11 @@ class StyleGANDiscriminator(Growing):
 
 @register_model(
     "stylegan", config_cls=StyleGANConfig, recipe="stylegan",
+    arxiv="1812.04948",
+    added=("The style-based generator: a mapping network turns z into an intermediate latent w, whose learned "
+           "affine maps set the AdaIN styles of every layer on a learned constant input, with per-pixel noise "
+           "for stochastic detail. Coarse and fine attributes come apart (style mixing), and truncation in W "
+           "trades variety for typical images. The model behind \"This Person Does Not Exist\"."),
     paper="Karras, Laine, Aila 2019, A Style-Based Generator Architecture for Generative Adversarial Networks, "
           "https://arxiv.org/abs/1812.04948",
     # NVlabs' FFHQ config: Adam(0.001, 0, 0.99, 1e-8), non-saturating logistic loss with R1 (gamma 10), EMA of G

@@ -203,6 +203,10 @@ class StyleGAN2Discriminator(nn.Module):
 
 @register_model(
     "stylegan2", config_cls=StyleGAN2Config, recipe="stylegan2",
+    arxiv="1912.04958",
+    added=("StyleGAN without its droplet artefacts: weight modulation and demodulation in place of AdaIN, a "
+           "skip-connected generator and a residual discriminator in place of progressive growing, lazy R1 and "
+           "path-length regularisation for a smoother map from w to images."),
     paper="Karras, Laine, Aittala, Hellsten, Lehtinen, Aila 2020, Analyzing and Improving the Image Quality of "
           "StyleGAN, https://arxiv.org/abs/1912.04958",
     # config F: Adam(0.002, 0, 0.99, 1e-8), batch 32, non-saturating logistic loss, EMA half-life 10k images

@@ -248,6 +248,10 @@ class Trainer:
         self.step = 0
         self.nimg = 0  # images shown to D (as reals) so far: what schedules, EMA and ADA count in
         self.rollbacks = 0  # divergences rolled back so far (saved in checkpoints)
+        # wall time spent training, summed over the run's sessions (saved in checkpoints): what a budget across
+        # interruptions (ganforge evolution) counts
+        self.train_seconds = 0.0
+        self._session_t0 = time.monotonic()
         self._acc: dict = {"sums": {}}  # the current log interval's summed losses (on the device): see _run
         self._initial: dict | None = None  # a fresh run's state at step 0, to roll back to before any checkpoint
         self.progress = progress and self.world.main  # one progress bar, rank 0's
@@ -295,6 +299,7 @@ class Trainer:
                 "recipe_state": self.recipe.state_dict(),
                 "best_fid": self.best_fid if math.isfinite(self.best_fid) else None,
                 "lr_scale": self.s.lr_scale, "rollbacks": self.rollbacks, "world_size": self.world.size,
+                "train_seconds": round(self.train_seconds + time.monotonic() - self._session_t0, 3),
                 "global_batch": self.recipe.schedule(self.nimg).batch_size * self.world.size}
         return save_checkpoint(self.run_dir, self.step, self._nets(), self.s.opt, self._rng(), meta,
                                self.cfg.train.keep_checkpoints)
@@ -321,6 +326,7 @@ class Trainer:
         self.recipe.load_state_dict(header.get("recipe_state") or {})
         self.best_fid = math.inf if header.get("best_fid") is None else header["best_fid"]
         self.s.lr_scale, self.rollbacks = header.get("lr_scale", 1.0), header.get("rollbacks", 0)
+        self.train_seconds = header.get("train_seconds", 0.0)
         self.batches.restore(header["data"])
         torch.set_rng_state(rng["torch"])
         self.z_gen.set_state(rng["z"])
@@ -395,7 +401,9 @@ class Trainer:
                 f"{'after ' + str(rollbacks - 1) + ' rollback(s) with learning rates down to x' + format(self.s.lr_scale, 'g') if rollbacks > 1 else 'and train.diverge_retries is 0'}; "
                 f"{where}. Lower train.lr_g and train.lr_d, or try train.precision=fp32")
         if ckpt is not None:
+            spent = self.train_seconds
             self.restore(ckpt)
+            self.train_seconds = spent  # the wall time goes on (the abandoned steps took it too)
             to = f"checkpoint {ckpt.name}"
         elif self._initial is not None:
             self._apply(self._initial)
@@ -559,7 +567,8 @@ class Trainer:
 
             bar = tqdm(total=steps or None, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
-        deadline = time.monotonic() + minutes * 60 if minutes > 0 else math.inf
+        self._session_t0 = time.monotonic()
+        deadline = self._session_t0 + minutes * 60 if minutes > 0 else math.inf
         acc = {}  # the current log interval: summed losses (on the device), steps, start time, images then
 
         def reset_interval() -> None:
