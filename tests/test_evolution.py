@@ -113,6 +113,24 @@ def test_an_interrupted_job_continues_the_half_trained_model(fashion, tmp_path):
     assert float(re.search(r"--minutes (\S+)", starts[1]).group(1)) * 60 == pytest.approx(15 - spent, abs=0.01)
 
 
+def test_a_model_that_failed_at_its_start_can_be_given_other_settings(fashion, tmp_path):
+    out = tmp_path / "job"
+    proc = evolution(out, ["gan", "dcgan"], 0.03, "--set", "dcgan:train.batch_size=500")  # more than the data
+    assert proc.returncode == 1
+    assert "dcgan: failed" in proc.stderr and "fewer than one batch" in proc.stderr
+    assert "run the same command again" in proc.stderr
+    assert trained_seconds(out / "runs" / "gan") >= 0.03 * 60 - 0.5  # the others still trained
+    assert "## Not finished" in (out / "report.md").read_text()
+    gan = newest_checkpoint(out / "runs" / "gan")
+    fixed = evolution(out, ["gan", "dcgan"], 0.03, "--set", "dcgan:train.batch_size=16")
+    assert fixed.returncode == 0, fixed.stderr
+    assert newest_checkpoint(out / "runs" / "gan") == gan  # not retrained
+    assert "dcgan:train.batch_size=16" in json.loads((out / "job.json").read_text())["set"]
+    # gan has started: its settings are fixed now
+    assert_one_line_error(evolution(out, ["gan", "dcgan"], 0.03, "--set", "gan:train.batch_size=16"),
+                          "another evolution job", "set for gan")
+
+
 @pytest.mark.parametrize("models, extra, needles", [
     ("gan,pix2pix", [], ("pix2pix translates images",)),
     ("gan,nosuch", [], ("unknown model 'nosuch'",)),

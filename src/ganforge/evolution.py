@@ -60,23 +60,25 @@ def check_models(models: list[str], spec: dict) -> None:
             raise GanforgeError(f"{m} translates images (it needs paired data); the evolution compares generators "
                                 f"that start from noise. Its own comparison: docs/models/{m}.md")
         config_mod.resolve(m, _layers(spec, m))  # a resolution the family cannot build, a bad --set: now
-    named = {s.partition(":")[0] for s in spec["set"] if ":" in s.partition("=")[0]}
+    named = {_model_of(x) for x in spec["set"]} - {None}
     if named - set(models):
         raise GanforgeError(f"--set names {', '.join(sorted(named - set(models)))}, not among --models "
                             f"({', '.join(models)})")
 
 
+def _model_of(override: str) -> str | None:
+    """"dcgan" for "dcgan:arch.base_channels=32"; None for an override of every model."""
+    head, sep, _ = override.partition(":")
+    return head if sep and "=" not in head else None
+
+
+def _global_sets(spec: dict) -> list[str]:
+    return [x for x in spec["set"] if _model_of(x) is None]
+
+
 def model_sets(spec: dict, model: str) -> list[str]:
     """The job's --set overrides that apply to `model`: KEY=VALUE for every model, MODEL:KEY=VALUE for one."""
-    out = []
-    for s in spec["set"]:
-        head, sep, rest = s.partition(":")
-        if sep and "=" not in head:
-            if head == model:
-                out.append(rest)
-        else:
-            out.append(s)
-    return out
+    return [x.partition(":")[2] if _model_of(x) else x for x in spec["set"] if _model_of(x) in (None, model)]
 
 
 def _layers(spec: dict, model: str) -> list[dict]:
@@ -106,18 +108,26 @@ def open_job(out: Path, spec: dict, models: list[str]) -> dict:
         except (OSError, ValueError) as e:
             raise GanforgeError(f"{path} cannot be read ({e}); move the folder away or pick another --out") from None
         known = saved.get("models", [])
-        differ = [k for k in ASKED if k != "set" and saved.get(k) != spec[k]]
-        # overrides: the same for every model the job has already; a model joining may bring its own
-        differ += [f"set for {m}" for m in known if m in models and model_sets(saved, m) != model_sets(spec, m)]
-        if differ:
-            what = "; ".join(f"{k}: {saved.get(k)!r} there, {spec[k]!r} asked" if k in ASKED else
-                             f"{k}: {model_sets(saved, k[8:])!r} there, {model_sets(spec, k[8:])!r} asked"
-                             for k in differ)
-            raise GanforgeError(f"{out} holds another evolution job ({what}); continue it with the same options, or "
-                                f"pick another --out")
         new = [m for m in models if m not in known]
-        joining = [s for s in spec["set"] if s.partition(":")[0] in new and ":" in s.partition("=")[0]]
-        job = {**saved, "models": known + new, "set": saved["set"] + joining}
+        started = [m for m in known if (out / "runs" / m / "config.yaml").exists()]
+        if not started:  # nothing trained yet (say, every run failed at its start): the question may change
+            kept = [x for x in saved.get("set", []) if _model_of(x) and _model_of(x) not in models]
+            job = {**spec, "models": known + new, "set": spec["set"] + kept, "created": saved.get("created")}
+        else:
+            differ = [k for k in ASKED if k != "set" and saved.get(k) != spec[k]]
+            if _global_sets(saved) != _global_sets(spec):
+                differ.append("set")
+            # a model's own overrides are fixed once it has started; one that has not may take new ones
+            differ += [f"set for {m}" for m in started if m in models and model_sets(saved, m) != model_sets(spec, m)]
+            if differ:
+                what = "; ".join(f"{k}: {saved.get(k)!r} there, {spec[k]!r} asked" if k in ASKED else
+                                 f"{k}: {model_sets(saved, k[8:])!r} there, {model_sets(spec, k[8:])!r} asked"
+                                 for k in differ)
+                raise GanforgeError(f"{out} holds another evolution job ({what}); continue it with the same options, "
+                                    f"or pick another --out")
+            own = [x for x in saved["set"] if _model_of(x) in started or (_model_of(x) and _model_of(x) not in models)]
+            own += [x for x in spec["set"] if _model_of(x) and _model_of(x) not in started]
+            job = {**saved, "models": known + new, "set": _global_sets(saved) + own}
     else:
         check_out(out)
         job = {**spec, "models": list(models), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -195,8 +205,8 @@ def _log_tail(path: Path, lines: int = 6) -> str:
 
 
 def train_all(out: Path, job: dict, models: list[str], jobs: int, device: str, progress: bool) -> dict[str, str]:
-    """Train every model that has budget left, `jobs` at a time. Returns {model: "done" | "failed: why"}; raises
-    KeyboardInterrupt-like SystemExit (128 + signal) after a polite stop of every run in flight."""
+    """Train every model that has budget left, `jobs` at a time. Returns {model: "done" | "failed ..."}. On
+    Ctrl-C or SIGTERM: asks every run in flight to stop (each saves a checkpoint), waits, raises _Interrupted."""
     state = {m: "done" for m in models if trained_seconds(out / "runs" / m) >= job["minutes_per_model"] * 60 - SLACK_S}
     todo = [m for m in models if m not in state]
     if not todo:
@@ -207,7 +217,8 @@ def train_all(out: Path, job: dict, models: list[str], jobs: int, device: str, p
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=round(budget * len(todo)), desc="evolution", unit="s", dynamic_ncols=True, file=sys.stderr,
+        left = sum(budget - trained_seconds(out / "runs" / m) for m in todo)
+        bar = tqdm(total=round(left), desc="evolution", unit="s", dynamic_ncols=True, file=sys.stderr,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s of training [{elapsed}<"
                               "{remaining}{postfix}]", mininterval=1 if sys.stderr.isatty() else 30)
     got: list[int] = []
@@ -244,7 +255,7 @@ def train_all(out: Path, job: dict, models: list[str], jobs: int, device: str, p
                     state[t.model] = f"failed (exit status {rc}); its log, {t.log}, ends:\n{_log_tail(t.log)}"
                     if bar is not None:
                         bar.write(f"{t.model}: {state[t.model]}", file=sys.stderr)
-                finished_s += t.budget - t.before
+                finished_s += (t.budget if state[t.model] == "done" else t.progress()) - t.before
             if bar is not None:  # (tqdm's own mininterval holds back a log file's updates)
                 bar.update(round(finished_s + sum(t.progress() - t.before for t in running)) - bar.n)
                 bar.set_postfix_str(f"training {', '.join(t.model for t in running) or '-'}", refresh=False)
@@ -394,7 +405,7 @@ def command(job: dict, models: list[str], out: Path) -> str:
         parts.append(f"--n {job['n']}")
     if job["seed"]:
         parts.append(f"--seed {job['seed']}")
-    parts += [f"--set {s}" for s in job["set"]]
+    parts += [f"--set {s}" for s in job["set"] if _model_of(s) in (None, *models)]
     return " ".join(parts)
 
 
@@ -410,6 +421,9 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path("evolution") / f"{Path(spec['data']).name}-{spec['resolution']}px"
     check_out(out)
     reference = reference_set(spec)  # the data is there (and every model will be judged against this)
+    from .metrics.extractors import require_extractor
+
+    require_extractor(args.extractor, spec["data"] if reference.dataset else None)  # at hand: now, not in an hour
     job = open_job(out, spec, models)
     again = command(job, models, out)
     try:

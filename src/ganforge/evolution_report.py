@@ -134,8 +134,24 @@ def _setup(job: dict, rows: list[dict], again: str) -> str:
 
 
 def _img(path: Path) -> str:
-    mime = "image/gif" if path.suffix == ".gif" else "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    """The image as a data: URL, re-encoded as WebP (animated for a GIF): the page stays one small file."""
+    import io
+
+    from PIL import Image, ImageSequence, features
+
+    if not features.check("webp"):  # a Pillow without WebP: the file as it is
+        mime = "image/gif" if path.suffix == ".gif" else "image/png"
+        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    buf = io.BytesIO()
+    with Image.open(path) as im:
+        frames = [f.convert("RGB") for f in ImageSequence.Iterator(im)]
+        durations = [f.info.get("duration", 150) for f in ImageSequence.Iterator(im)]
+    if len(frames) > 1:
+        frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                       quality=85, method=4)
+    else:
+        frames[0].save(buf, format="WEBP", quality=90, method=4)
+    return f"data:image/webp;base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
 def write_report(out: Path, job: dict, rows: list[dict], models: list[str], failed: dict[str, str],

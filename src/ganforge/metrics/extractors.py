@@ -28,6 +28,22 @@ EXTRACTORS = (INCEPTION, *DOMAIN)
 TARGET_DOMAIN = {"edges2fashion": "fashion-mnist", "gray2emoji": "emoji"}
 
 
+def require_extractor(name: str | None, dataset: str | None) -> str:
+    """The extractor to use (`name`, or the data's default), checked to be at hand: a clear error now, not
+    after an hour of training."""
+    from ..registry import GanforgeError
+    from .classifier import load_classifier
+
+    name = name or default_extractor(dataset)
+    if name not in EXTRACTORS:
+        raise GanforgeError(f"unknown feature extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
+    if name == INCEPTION:
+        inception_weights()
+    else:
+        load_classifier(DOMAIN[name])
+    return name
+
+
 def default_extractor(dataset: str | None) -> str:
     """The domain classifier for the datasets that have one (a paired set's: its targets'); Inception for
     everything else."""

@@ -871,19 +871,15 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
 
 def _check_evaluation(cfg: RunConfig) -> None:
     """--eval-every: fail now, not an hour into training, when the feature extractor cannot be had."""
-    from ..metrics.classifier import load_classifier
     from ..metrics.evaluate import METRICS
-    from ..metrics.extractors import DOMAIN, EXTRACTORS, INCEPTION, default_extractor, inception_weights
+    from ..metrics.extractors import EXTRACTORS, require_extractor
 
     metrics = [m for m in cfg.train.eval_metrics.split(",") if m]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or "fid" not in metrics:
         raise GanforgeError(f"train.eval_metrics must list fid (it picks the best checkpoint) and only "
                             f"{', '.join(METRICS)}; got {cfg.train.eval_metrics!r}")
-    name = cfg.train.eval_extractor or default_extractor(cfg.data.name)
-    if name not in EXTRACTORS:
+    name = cfg.train.eval_extractor
+    if name and name not in EXTRACTORS:
         raise GanforgeError(f"unknown train.eval_extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
-    if name == INCEPTION:
-        inception_weights()
-    else:
-        load_classifier(DOMAIN[name])
+    require_extractor(name, cfg.data.name)
