@@ -343,7 +343,12 @@ def cmd_train(args) -> int:
     probe = config_mod.resolve(args.model, _train_layers(args))
     dist.init(probe.train.device, probe.train.dist_timeout_s)
     try:
-        return _train(args, dist)
+        status = _train(args, dist)
+        # every rank here before any tears the group down: rank 0 is still writing the last samples while the
+        # others are done, and gloo aborts a process ("terminate called without an active exception") whose
+        # peer destroys its connections mid-use
+        dist.barrier()
+        return status
     finally:
         dist.shutdown()
 

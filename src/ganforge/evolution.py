@@ -186,7 +186,6 @@ class _Trainer:
             # second signal would stop a run without its final checkpoint)
             self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.t0 = time.monotonic()
-        self.threads = threads
 
     def progress(self) -> float:
         return min(self.budget, self.before + time.monotonic() - self.t0)
@@ -282,23 +281,19 @@ class _Interrupted(Exception):
 
 def reference_set(job: dict):
     """What every model is compared with: the test split of a named dataset that has one, else the data's own
-    images (all of them, or n), at the job's resolution."""
+    images; n of them (default: all, up to 10000), at the job's resolution."""
     from .data.sources import DATASETS
     from .metrics.evaluate import load_image_set
 
     split = "test" if job["data"] in DATASETS else "train"
-    n = job["n"] or (10000 if split == "test" else None)
-    ref = load_image_set(job["data"], n=n, split=split, resolution=job["resolution"], seed=job["seed"])
-    if job["n"] is None and len(ref.images) > 10000:
-        ref = load_image_set(job["data"], n=10000, split=split, resolution=job["resolution"], seed=job["seed"])
-    return ref
+    return load_image_set(job["data"], n=job["n"] or 10000, split=split, resolution=job["resolution"],
+                          seed=job["seed"])
 
 
 def measure(out: Path, model: str, job: dict, reference, extractor: str | None) -> dict:
     """One model's row: FID, KID, precision/recall (and, where the extractor is a domain classifier, the samples'
     class coverage) on as many samples as reference images; its sizes and speed; its grid and progress GIF.
     Cached in the run by checkpoint: a continued job measures only what changed."""
-    import torch
 
     from .metrics.domain import class_histogram, classify
     from .metrics.evaluate import ImageSet, evaluate, to_uint8
@@ -318,11 +313,15 @@ def measure(out: Path, model: str, job: dict, reference, extractor: str | None) 
     cache = run / "evolution.json"
     images = out / "images"
     grid, gif = images / f"{model}.png", images / f"{model}-progress.gif"
+    # the film is cheap: rebuilt every time from the run's grids (the report shows what this code makes)
+    images.mkdir(parents=True, exist_ok=True)
+    has_gif = bool(build_progress_gif(run / "samples", max_frames=6, out=gif, shrink=_shrink(run / "samples"),
+                                      top_half=True))
     if cache.exists():
         try:
             saved = json.loads(cache.read_text())
             if saved.get("key") == key and grid.exists():
-                return saved["row"]  # measured before, from this very checkpoint
+                return {**saved["row"], "gif": has_gif}  # measured before, from this very checkpoint
         except (OSError, ValueError):
             pass
     print(f"measuring {model} ({n} samples against {reference.name})", file=sys.stderr)
@@ -342,19 +341,16 @@ def measure(out: Path, model: str, job: dict, reference, extractor: str | None) 
         row.update(class_histogram(logits), classes=logits.shape[1])
     if hasattr(gen.net, "growth"):  # how long it spent growing: the images it saw before its final stage
         row["grown_at_nimg"] = _grown_at(run, gen.resolution)
-    images.mkdir(parents=True, exist_ok=True)
     cols = 8
     rows = 8 if gen.resolution <= 32 else 4  # small files: 8x4 at 64px
     del fake
     # small files: the grid at its pixels (the page scales it), the film at about 280 px
     save_grid(gen.sample(cols * rows, seed=job["seed"] + 1), grid, nrow=cols, meta=gen.provenance(seed=job["seed"] + 1),
               scale=1)
-    row["gif"] = bool(build_progress_gif(run / "samples", max_frames=10, out=gif, shrink=_shrink(run / "samples"),
-                                         top_half=True))
+    row["gif"] = has_gif
     from .train.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(cache, (json.dumps({"key": key, "row": row}, indent=1) + "\n").encode())
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return row
 
 
