@@ -25,7 +25,9 @@ TINY = {
     # widths 16, 16, 8 at 4, 8, 16px; 16-d z and w, a 2-layer mapping; the regularisers' intervals as the paper's
     "stylegan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2},
                  "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0, "start_resolution": 4, "batch_sizes": ""}},
-    "stylegan2": {"arch": {"channel_base": 128, "channel_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2}},
+    # stylegan2: the paper's regularisers (style mixing 0.9, path length 2), which its CPU preset switches off
+    "stylegan2": {"arch": {"channel_base": 128, "channel_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2},
+                  "recipe": {"mixing": 0.9, "pl_weight": 2.0}},
     # G 32, 16, 8 channels at 4, 8, 16px, D 8, 16, 16; attention at 8px in both. Unconditional unless a test asks
     # (SAGAN's default, -2, follows the data, and the test data sets have labels)
     "sagan": {"arch": {"ch": 8, "z_dim": 16, "num_classes": 0}},

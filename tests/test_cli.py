@@ -417,3 +417,14 @@ def test_class_conditional_on_a_folder_without_classes_is_one_clear_error(tmp_pa
                      "--class-conditional", "--out", str(tmp_path / "run")], capsys)
     assert_user_error(proc, "needs labels", "no class subfolders")
     assert not (tmp_path / "run").exists()
+
+
+def test_out_folder_with_a_dot_is_a_folder_and_an_image_name_is_a_file(tmp_path):
+    from ganforge.cli import _looks_like_file
+
+    assert not _looks_like_file(tmp_path / "psi0.7")          # a folder named with a dot
+    assert not _looks_like_file(tmp_path / "run.v2")
+    assert _looks_like_file(tmp_path / "grid.png") and _looks_like_file(tmp_path / "s.NPZ")
+    (tmp_path / "made.v2").mkdir()
+    (tmp_path / "notes").write_text("x")
+    assert not _looks_like_file(tmp_path / "made.v2") and _looks_like_file(tmp_path / "notes")

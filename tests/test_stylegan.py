@@ -322,6 +322,22 @@ def test_style_mixing_inputs_follow_the_probability_and_replay_from_the_seed():
     assert "z2" not in s.recipe.inputs(4, torch.Generator().manual_seed(3))  # sampling: no mixing
 
 
+def test_the_cpu_preset_drops_mixing_and_path_length_and_a_gpu_keeps_the_papers(monkeypatch):
+    cpu = [{"train": {"device": "cpu"}}]
+    r = C.resolve("stylegan2", cpu).recipe
+    assert (r.mixing, r.pl_weight, r.r1_gamma) == (0.0, 0.0, 10.0)
+    assert "recipe.mixing=0.0 (paper: 0.9)" in C.resolve("stylegan2", cpu).preset_notes
+    s = build(C.resolve("stylegan2", cpu + [{"data": {"resolution": 16}}]), 1)
+    assert [p.name for p in s.recipe.phases] == ["D", "D_reg", "G"]  # lazy R1 stays; no path-length phase
+    batch = {"image": torch.zeros(2, 1, 16, 16)}
+    assert "z2" not in s.recipe.inputs(2, torch.Generator().manual_seed(0), batch)  # never mixes
+    r = C.resolve("stylegan2", cpu + [{"recipe": {"mixing": 0.5}}]).recipe  # what the user sets is kept
+    assert (r.mixing, r.pl_weight) == (0.5, 0.0)
+    monkeypatch.setattr(C, "_runs_on_cpu", lambda merged: False)
+    r = C.resolve("stylegan2", []).recipe
+    assert (r.mixing, r.pl_weight) == (0.9, 2.0)
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("r1_gamma", -1.0, "r1_gamma"), ("mixing", 1.5, "mixing"), ("r1_every", 0, "r1_every"),
     ("pl_decay", 0.0, "pl_decay"), ("pl_weight", float("nan"), "pl_weight")])

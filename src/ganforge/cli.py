@@ -423,6 +423,14 @@ def _meta(gen, args, *names: str, **fields) -> dict[str, str]:
     return gen.provenance(**{"class" if n == "cls" else n: getattr(args, n) for n in names}, **fields)
 
 
+def _looks_like_file(out: Path) -> bool:
+    """An --out that must be a folder but names a file: an existing file, or a new name ending in an image or
+    archive extension (samples.png, out.npz). A folder name with a dot in it (psi0.7, run.v2) is a folder."""
+    from .data.sources import IMAGE_EXTENSIONS
+
+    return out.is_file() or (not out.exists() and out.suffix.lower() in (*IMAGE_EXTENSIONS, ".npz", ".zip"))
+
+
 def cmd_sample(args) -> None:
     import numpy as np
 
@@ -446,7 +454,7 @@ def cmd_sample(args) -> None:
                             **extra)  # images: [N, H, W, C]
         print(f"{args.n} samples -> {path}")
         return
-    if out.suffix:
+    if _looks_like_file(out):
         raise GanforgeError(f"--out {out} looks like a file; with --format png it must be a folder")
     targets = [out / f"{i:06d}.png" for i in range(args.n)] + ([out / "grid.png"] if args.grid else [])
     _check_free(targets, args.force)
@@ -650,7 +658,7 @@ def cmd_translate(args) -> None:
     src, out = Path(args.input), Path(args.out)
     if not src.exists():
         raise GanforgeError(f"--input {src} does not exist")
-    if out.suffix:
+    if _looks_like_file(out):
         raise GanforgeError(f"--out {out} looks like a file; it must be a folder")
     gen = load(args.run, device=args.device)
     if not gen.translates:

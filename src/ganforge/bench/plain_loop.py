@@ -135,28 +135,30 @@ class PlainStyleGAN2:
     D step: fresh z (style mixing with probability 0.9), fake = G(z).detach(), logistic loss on D(real), D(fake);
     every 16 steps a separate R1 pass (gamma/2 * 16 * ||grad D(real)||^2).
     G step: fresh z, a second G forward, non-saturating loss; every 4 steps a separate path-length pass on
-    half the batch (weight 2 * 4, running mean decay 0.01)."""
+    half the batch (weight 2 * 4, running mean decay 0.01). `mixing` and `pl_weight` follow ganforge's recipe
+    (its CPU preset has neither), so both sides do the same work."""
 
     def __init__(self, arch, resolution: int, channels: int, batch: int, lr: float = 2e-3, r1_gamma: float = 10.0,
-                 seed: int = 0, device="cpu", fused: str = "always"):
+                 seed: int = 0, device="cpu", fused: str = "always", mixing: float = 0.9, pl_weight: float = 2.0):
         import dataclasses
 
         spec = get_model("stylegan2")
         torch.manual_seed(seed)
         G, D = spec.build(dataclasses.replace(arch, fused_modconv=fused), resolution, channels)
         self.G, self.D, self.device = G.to(device), D.to(device), device
-        cd, cg = 16 / 17, 4 / 5
+        cd, cg = 16 / 17, (4 / 5 if pl_weight > 0 else 1.0)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr * cg, betas=(0.0, 0.99 ** cg))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr * cd, betas=(0.0, 0.99 ** cd))
         self.batch, self.z_dim, self.gamma = batch, self.G.z_dim, r1_gamma
         self.pl_mean = torch.zeros((), device=device)
+        self.mixing, self.pl_weight = mixing, pl_weight
         self.i = 0
 
     def _inputs(self, n: int) -> dict:
         z = torch.randn(n, self.z_dim, device=self.device)
         noise = [torch.randn(n, *s, device=self.device) for s in self.G.noise_shapes()]
         out = {"z": z, "noise": noise}
-        if torch.rand(()) < 0.9:
+        if self.mixing > 0 and torch.rand(()) < self.mixing:
             out["z2"] = torch.randn(n, self.z_dim, device=self.device)
             out["mix_cutoff"] = int(torch.randint(1, self.G.num_ws, ()))
         return out
@@ -181,7 +183,7 @@ class PlainStyleGAN2:
         self.opt_G.zero_grad()
         g_loss.backward()
         self.opt_G.step()
-        if self.i % 4 == 0:
+        if self.pl_weight > 0 and self.i % 4 == 0:
             inp = self._inputs(max(1, self.batch // 2))
             ws = self.G.ws(inp["z"], inp.get("z2"), inp.get("mix_cutoff"))
             img = self.G.synthesis(ws, inp["noise"])
@@ -189,7 +191,7 @@ class PlainStyleGAN2:
             (g,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
             lengths = g.square().sum(2).mean(1).sqrt()
             self.pl_mean = self.pl_mean.lerp(lengths.detach().mean(), 0.01)
-            pl = (lengths - self.pl_mean).square().mean() * (2.0 * 4)
+            pl = (lengths - self.pl_mean).square().mean() * (self.pl_weight * 4)
             self.opt_G.zero_grad()
             pl.backward()
             self.opt_G.step()

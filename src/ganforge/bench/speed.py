@@ -74,8 +74,9 @@ def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device
         return PlainProGAN(model, cfg.arch, resolution, channels, batch, resolution, alpha, device=device,
                            gp_weight=r.gp_weight, gp_target=r.gp_target, drift=r.drift).step
     if model == "stylegan2":  # the same networks, the popular ports' loop (benchmarks/plain_loop.py)
-        return PlainStyleGAN2(cfg.arch, resolution, channels, batch, lr=cfg.train.lr_d, r1_gamma=cfg.recipe.r1_gamma,
-                              device=device, fused=fused).step
+        r = cfg.recipe
+        return PlainStyleGAN2(cfg.arch, resolution, channels, batch, lr=cfg.train.lr_d, r1_gamma=r.r1_gamma,
+                              device=device, fused=fused, mixing=r.mixing, pl_weight=r.pl_weight).step
     if model == "sagan":  # the same networks (ganforge's arch config), the popular ports' loop, the same labels
         t = cfg.train
         loop = PlainSAGAN(cfg.arch, resolution, channels, batch, lr_g=t.lr_g, lr_d=t.lr_d, betas=t.betas,

@@ -185,7 +185,8 @@ class StyleGANDiscriminator(Growing):
     paper="Karras, Laine, Aila 2019, A Style-Based Generator Architecture for Generative Adversarial Networks, "
           "https://arxiv.org/abs/1812.04948",
     # NVlabs' FFHQ config: Adam(0.001, 0, 0.99, 1e-8), non-saturating logistic loss with R1 (gamma 10), EMA of G
-    # (half-life 10k images), batch 16 from 128x128 up (recipe.batch_sizes), learning rates rising above 128px
+    # (half-life 10k images), batch 32 from 64x64 up (512 to 64 below it: recipe.batch_sizes), learning rates
+    # rising above 128px
     train_defaults={"resolution": 64, "loss": "nonsaturating", "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.0, 0.99),
                     "batch_size": 32, "ema_kimg": 10.0},
     resolutions=(1024,),

@@ -4,8 +4,9 @@ augmented (DiffAugment, Zhao et al. 2020; ADA's adaptive probability, Karras et 
 Pass structure, the cheapest that is still the standard algorithm:
 - G runs once per step. Phase D scores the real batch and the detached fake batch; phase G scores the same fake
   batch with the just-updated D, back-propagating into G through the graph kept from the D phase.
-  (Goodfellow et al.'s Algorithm 1 draws fresh noise for the G update; reusing the D phase's batch, as the
-  DCGAN reference code and most implementations do, saves one G forward per step.)
+  (Goodfellow et al.'s Algorithm 1 draws fresh noise for the G update, and Newmu's Theano DCGAN alternates D and
+  G updates on fresh noise; reusing the D phase's batch, as PyTorch's DCGAN example and most ports do, saves one
+  G forward per step.)
 - In phase G, D's weights are frozen (requires_grad off): the backward pass then skips D's weight gradients,
   which nobody would use.
 Real and fake go through D as two batches, not one concatenated batch, because batch norm in D would otherwise
