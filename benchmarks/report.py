@@ -340,20 +340,36 @@ def style_paragraphs(everything: dict) -> list[str]:
                       "gamma = 10, and neither style mixing nor path-length regularisation. gamma 10 was chosen on "
                       "Fashion-MNIST (the two \"tuning\" rows, side by side, 10 minutes: gamma 10 against NVlabs' "
                       "small-resolution heuristic 0.0002 R^2 / batch = 0.05) and held on emoji."]
-    tune = {k: e for k, e in everything.items() if k.startswith("stylegan2@emoji") and ("tuning" in k or "held out" in k)}
-    if len(tune) == 4:
-        fid = {("folder" if "variants" in k else "emoji", "paper" if "paper" in k else "off"): e["fid"]
-               for k, e in tune.items()}
+    fid = {k: e["fid"] for k, e in everything.items()}
+    sg2 = "stylegan2@emoji-64 tuning: "
+    tried = {"auto": "NVlabs' `auto` settings for 64px (gamma 0.05, a 2-layer mapping, lr 0.0025)",
+             "map2": "a 2-layer mapping alone", "gamma1": "gamma 1", "batch8": "batch 8"}
+    needed = [sg2 + "paper's regularisers", sg2 + "no mixing, no path length",
+              "stylegan2@emoji-variants-64 held out: paper's regularisers",
+              "stylegan2@emoji-variants-64 held out: no mixing, no path length",
+              *(sg2 + k for k in tried)]
+    if all(k in fid for k in needed):
+        worse = ", ".join(f"{what} {fid[sg2 + k]:.1f}" for k, what in tried.items())
         lines += ["", f"Dropping style mixing and path length (as NVlabs' own small, short config, stylegan2-ada's "
                       f"`cifar`, does) was chosen on emoji: 10 minutes side by side, one thread each, FID "
-                      f"{fid['emoji', 'paper']:.1f} with the paper's regularisers against {fid['emoji', 'off']:.1f} "
-                      f"without (the \"tuning\" rows); other changes tried in the same way were worse: NVlabs' "
-                      f"`auto` settings for 64px (gamma 0.05, a 2-layer mapping, lr 0.0025) 27.1, a 2-layer mapping "
-                      f"alone 24.4, gamma 1 29.1, batch 8 26.0 (the runs' own `ganforge eval`). Confirmed on a folder "
-                      f"held out from the choice (runs/emoji-variants, the \"held out\" rows): "
-                      f"{fid['folder', 'paper']:.2f} against {fid['folder', 'off']:.2f}. stylegan (v1) keeps the "
-                      f"paper's style mixing: with mixing off, FID 29.2 against 30.1 at 10 minutes (still growing) "
-                      f"and 22.2 against 23.4 at 30 minutes, too close to call on one run each."]
+                      f"{fid[needed[0]]:.1f} with the paper's regularisers against {fid[needed[1]]:.1f} without "
+                      f"(the \"tuning\" rows); the other changes tried in the same way were worse: {worse}. "
+                      f"Confirmed on a folder held out from the choice (runs/emoji-variants, the \"held out\" rows): "
+                      f"{fid[needed[2]]:.2f} against {fid[needed[3]]:.2f}."]
+    v1 = ["stylegan@emoji-64 no mixing, 10 min", "stylegan@emoji-64 mixing, 10 min",
+          "stylegan@emoji-64 no mixing, 30 min", "stylegan@emoji-64"]
+    if all(k in fid for k in v1):
+        lines += ["", f"stylegan (v1) keeps the paper's style mixing: with mixing off, FID {fid[v1[0]]:.1f} against "
+                      f"{fid[v1[1]]:.1f} at 10 minutes (still growing) and {fid[v1[2]]:.1f} against {fid[v1[3]]:.1f} "
+                      f"at 30 minutes, too close to call on one run each."]
+    grow = [("progan@emoji-64 3k phases", "progan@emoji-64"), ("stylegan@emoji-64 3k phases", "stylegan@emoji-64")]
+    if all(a in everything and b in everything for a, b in grow):
+        (p3, p6), (s3, s6) = ((everything[a], everything[b]) for a, b in grow)
+        lines += ["", f"Growing faster does not pay: with 3k-image phases instead of the CPU preset's 6k (30 minutes, "
+                      f"one thread each, side by side), progan reached 64px sooner but showed {p3['nimg']:,} images "
+                      f"to {p6['nimg']:,} (64px steps are the slowest) and scored FID {p3['fid']:.1f} against "
+                      f"{p6['fid']:.1f}; stylegan {s3['fid']:.1f} against {s6['fid']:.1f} ({s3['nimg']:,} images to "
+                      f"{s6['nimg']:,}). The defaults are unchanged."]
     return lines
 
 
