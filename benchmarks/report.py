@@ -362,6 +362,17 @@ def style_paragraphs(everything: dict) -> list[str]:
         lines += ["", f"stylegan (v1) keeps the paper's style mixing: with mixing off, FID {fid[v1[0]]:.1f} against "
                       f"{fid[v1[1]]:.1f} at 10 minutes (still growing) and {fid[v1[2]]:.1f} against {fid[v1[3]]:.1f} "
                       f"at 30 minutes, too close to call on one run each."]
+    fix = ["stylegan2@emoji-64 alone, before the FIR fix", "stylegan2@emoji-64-alone", "stylegan2 before the FIR fix",
+           "stylegan2"]
+    if all(k in everything for k in fix):
+        (eb, ea, fb, fa) = (everything[k] for k in fix)
+        lines += ["", f"stylegan2 after the FIR fix (on a CPU, the stride-2 FIR downsampling in D's skip connections "
+                      f"now runs in fp32: PyTorch's bf16 strided depthwise convolution takes a slow path of about "
+                      f"20 ms whatever its size; see the speed table): the emoji command run alone on both cores "
+                      f"for 30 minutes showed {ea['nimg']:,} images to {eb['nimg']:,} before the fix, FID "
+                      f"{ea['fid']:.2f} against {eb['fid']:.2f}; Fashion-MNIST at 32px, 10 minutes alone, "
+                      f"{fa['nimg']:,} images to {fb['nimg']:,}, FID {fa['fid']:.2f} against {fb['fid']:.2f}. "
+                      f"The one-thread emoji rows above ran before the fix."]
     grow = [("progan@emoji-64 3k phases", "progan@emoji-64"), ("stylegan@emoji-64 3k phases", "stylegan@emoji-64")]
     if all(a in everything and b in everything for a, b in grow):
         (p3, p6), (s3, s6) = ((everything[a], everything[b]) for a, b in grow)
