@@ -61,7 +61,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1, pad:
     k = (f * gain).flip([0, 1])[None, None].expand(c, 1, *f.shape)
     if down > 1 and x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
         # A strided depthwise convolution in bf16 takes a slow path on the CPU (about 20 ms forward and backward
-        # whatever its size, 5-20x the fp32 one: it was a third of a StyleGAN2 step at 64px); the filter is
+        # whatever its size, 2-20x the fp32 one: it was a third of a StyleGAN2 step at 64px); the filter is
         # cheap, so run it in fp32 and hand back the dtype the bf16 path would have.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         with torch.autocast("cpu", enabled=False):
