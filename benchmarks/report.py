@@ -367,8 +367,8 @@ def style_paragraphs(everything: dict) -> list[str]:
     if all(k in everything for k in fix):
         (eb, ea, fb, fa) = (everything[k] for k in fix)
         lines += ["", f"stylegan2 after the FIR fix (on a CPU, the stride-2 FIR downsampling in D's skip connections "
-                      f"now runs in fp32: PyTorch's bf16 strided depthwise convolution takes a slow path of about "
-                      f"20 ms whatever its size; see the speed table): the emoji command run alone on both cores "
+                      f"now runs in fp32: PyTorch's bf16 strided depthwise convolution takes a slow path of 12 to "
+                      f"16 ms at every size, `python benchmarks/fir_speed.py`; see the speed table): the emoji command run alone on both cores "
                       f"for 30 minutes showed {ea['nimg']:,} images to {eb['nimg']:,} before the fix, FID "
                       f"{ea['fid']:.2f} against {eb['fid']:.2f}; Fashion-MNIST at 32px, 10 minutes alone, "
                       f"{fa['nimg']:,} images to {fb['nimg']:,}, FID {fa['fid']:.2f} against {fb['fid']:.2f}. "

@@ -152,9 +152,9 @@ def test_fir_resampling_keeps_constants_and_sizes():
 
 
 def test_strided_fir_under_cpu_bf16_autocast_filters_in_fp32_and_hands_back_bf16(monkeypatch):
-    """The 2x FIR downsampling avoids the CPU's slow bf16 strided depthwise conv (a third of a StyleGAN2 step at
-    64px) by filtering in fp32: the conv sees fp32, the caller gets the dtype autocast would give, the values
-    are the fp32 filter's rounded to bf16, and the gradient reaches the input."""
+    """The 2x FIR downsampling avoids the CPU's slow bf16 strided depthwise conv (benchmarks/fir_speed.py) by
+    filtering in fp32: the conv sees fp32, the caller gets the dtype autocast would give, the values are the
+    fp32 filter's rounded to bf16, and the gradient reaches the input."""
     seen = []
     conv2d = F.conv2d
 

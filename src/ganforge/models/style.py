@@ -60,9 +60,9 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1, pad:
         x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     k = (f * gain).flip([0, 1])[None, None].expand(c, 1, *f.shape)
     if down > 1 and x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
-        # A strided depthwise convolution in bf16 takes a slow path on the CPU (about 20 ms forward and backward
-        # whatever its size, 2-20x the fp32 one: it was a third of a StyleGAN2 step at 64px); the filter is
-        # cheap, so run it in fp32 and hand back the dtype the bf16 path would have.
+        # A strided depthwise convolution in bf16 takes a slow path on the CPU (12-16 ms forward and backward at
+        # every size, 2-12x the fp32 one; the 64px StyleGAN2 step is 1.25x faster without it, measured by
+        # benchmarks/fir_speed.py). The filter is cheap: run it in fp32, hand back the dtype bf16 would have.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         with torch.autocast("cpu", enabled=False):
             return F.conv2d(x.float(), k.float(), stride=down, groups=c).to(dtype)
