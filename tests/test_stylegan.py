@@ -212,7 +212,9 @@ def test_style_mixing_at_crossover_k_takes_layers_below_k_from_the_first_latent(
         assert ws.shape == (3, G.num_ws, G.w_dim)
         torch.testing.assert_close(ws[:, :k], w1[:, None].expand(-1, k, -1))
         torch.testing.assert_close(ws[:, k:], w2[:, None].expand(-1, G.num_ws - k, -1))
+        assert torch.equal(G.ws(z1, z2, torch.tensor(k)), ws)  # training's form (a tensor k, a mask): the same
     torch.testing.assert_close(G.ws(z1, z2, G.num_ws), G.ws(z1))  # crossover at the end: no mixing
+    assert torch.equal(G.ws(z1, z2, torch.tensor(G.num_ws)), G.ws(z1))
     groups = style_groups(G)
     assert list(groups) == ["coarse", "middle"]  # 16px: 4-8 coarse, 16 middle
     assert groups["coarse"].start == 0 and groups["middle"].stop == G.num_ws

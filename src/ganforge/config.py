@@ -53,6 +53,8 @@ class TrainConfig:
     ema_rampup: float = 0.05     # early on, half-life <= this fraction of images seen, so the EMA is not stale
     precision: str = "auto"      # auto (bf16 autocast where the CPU/GPU supports it fast), bf16, fp32
     channels_last: bool = True   # NHWC convolutions: faster with oneDNN and cuDNN
+    compile: str = "auto"        # torch.compile: auto (only where measured to pay: train/compile.py), off, G, D,
+                                 # all (or on)
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # GPU: deterministic cuDNN kernels, so resume is bit-exact there too (slower);
                                  # CPU runs are deterministic anyway
@@ -126,6 +128,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 pass
         raise GanforgeError(f"{key} must be a number, got {value!r}")
     if hint is str:
+        if isinstance(value, bool) and key == "train.compile":  # YAML 1.1 reads on/off as booleans
+            return "on" if value else "off"
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise GanforgeError(f"{key} must be a string, got {value!r}")
@@ -327,6 +331,9 @@ def validate(cfg: RunConfig) -> None:
         raise GanforgeError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         raise GanforgeError(f"train.precision must be auto, bf16 or fp32, got {t.precision!r}")
+    from .train import compile as compiling
+
+    compiling.check(cfg)
     if d.channels not in (0, 1, 3):
         raise GanforgeError(f"data.channels must be 0 (as the data is), 1 or 3, got {d.channels}")
     if d.resolution < 4:
@@ -397,6 +404,8 @@ def from_dict(d: dict) -> RunConfig:
             known = {f.name for f in dataclasses.fields(target)}
             apply_dict(target, {k: x for k, x in values.items() if k in known}, f"{section}.")
     apply_dict(cfg, d)
+    if "compile" not in (d.get("train") or {}):  # saved before train.compile existed: the run trained eagerly, and
+        cfg.train.compile = "off"                # resuming it eagerly keeps it bit-exact
     return cfg
 
 

@@ -26,7 +26,7 @@ class Growing(nn.Module):
 
     def _init_growth(self, resolution: int) -> None:
         self.resolution = check_growth_resolution(resolution)
-        self.stage_resolution, self.alpha = resolution, 1.0
+        self.stage_resolution, self.alpha, self._fading = resolution, 1.0, False
         self.register_buffer("growth_state", torch.tensor([float(resolution), 1.0]))
         self.register_load_state_dict_post_hook(lambda module, incompatible: module._read_growth())
 
@@ -52,6 +52,7 @@ class Growing(nn.Module):
             alpha = 1.0  # nothing to fade from
         if (resolution, alpha) != (self.stage_resolution, self.alpha):
             self.stage_resolution, self.alpha = resolution, alpha
+            self._fading = alpha < 1.0 and resolution > 4
             with torch.no_grad():
                 self.growth_state[0].fill_(float(resolution))
                 self.growth_state[1].fill_(alpha)
@@ -62,4 +63,13 @@ class Growing(nn.Module):
 
     @property
     def fading(self) -> bool:
-        return self.alpha < 1.0 and self.stage_resolution > 4
+        # a bool set with the stage, not `self.alpha < 1`: torch.compile would then guard on alpha's value and
+        # recompile at every step of a fade-in
+        return self._fading
+
+    def fade(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """lerp(old, new, alpha): the fade-in of the newest block. Eager, alpha is the Python number; under
+        torch.compile it is read from the `growth_state` buffer (a graph input), so one graph serves the whole fade."""
+        if torch.compiler.is_compiling():
+            return torch.lerp(old.float(), new.float(), self.growth_state[1]).to(new.dtype)
+        return torch.lerp(old, new, self.alpha)

@@ -94,7 +94,7 @@ class ProGANGenerator(Growing):
         img = self.to_rgb[str(self.stage_resolution)](x)
         if self.fading:
             old = upscale2d(self.to_rgb[str(self.stage_resolution // 2)](prev))
-            img = torch.lerp(old, img, self.alpha)
+            img = self.fade(old, img)
         return img if self.training else img.clamp(-1, 1)
 
 
@@ -125,7 +125,7 @@ class ProGANDiscriminator(Growing):
             x = downscale2d(self.blocks[str(r)](x))
             if self.fading:
                 old = self.from_rgb[str(r // 2)](downscale2d(img))
-                x = torch.lerp(old, x, self.alpha)
+                x = self.fade(old, x)
             while r > 8:
                 r //= 2
                 x = downscale2d(self.blocks[str(r)](x))

@@ -170,12 +170,18 @@ class StyleGenerator(nn.Module):
     """
     has_mapping = True
 
-    def ws(self, z: torch.Tensor, z2: torch.Tensor | None = None, mix_cutoff: int | None = None,
+    def ws(self, z: torch.Tensor, z2: torch.Tensor | None = None, mix_cutoff: int | torch.Tensor | None = None,
            psi: float | None = None, psi_cutoff: int | None = None) -> torch.Tensor:
         """The per-layer styles' w [N, num_ws, w_dim] for latents z (see forward)."""
         w = self.mapping(z)
         ws = w[:, None].expand(-1, self.num_ws, -1)
-        if z2 is not None and mix_cutoff is not None and mix_cutoff < self.num_ws:
+        if z2 is not None and torch.is_tensor(mix_cutoff):
+            # training (the recipe passes k as a tensor): the same styles by a mask, so that a compiled G has one
+            # graph for every crossover layer instead of one per layer
+            w2 = self.mapping(z2, update_avg=False)
+            first = torch.arange(self.num_ws, device=ws.device) < mix_cutoff.to(ws.device)
+            ws = torch.where(first[None, :, None], ws, w2[:, None])
+        elif z2 is not None and mix_cutoff is not None and mix_cutoff < self.num_ws:
             w2 = self.mapping(z2, update_avg=False)  # the mixing latent leaves w_avg alone, as NVlabs' loss
             k = int(mix_cutoff)
             ws = torch.cat([ws[:, :k], w2[:, None].expand(-1, self.num_ws - k, -1)], dim=1)

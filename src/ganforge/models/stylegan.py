@@ -128,7 +128,7 @@ class StyleGANGenerator(StyleGenerator, Growing):
         img = self.to_rgb[str(self.stage_resolution)](x)
         if self.fading:
             old = upscale2d(self.to_rgb[str(self.stage_resolution // 2)](prev))
-            img = torch.lerp(old, img, self.alpha)
+            img = self.fade(old, img)
         return img
 
 
@@ -168,7 +168,7 @@ class StyleGANDiscriminator(Growing):
             x = self._block(r, x)
             if self.fading:
                 old = self.from_rgb[str(r // 2)](downscale2d(img))
-                x = torch.lerp(old, x, self.alpha)
+                x = self.fade(old, x)
             while r > 8:
                 r //= 2
                 x = self._block(r, x)

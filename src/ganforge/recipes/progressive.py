@@ -19,6 +19,7 @@ import torch
 
 from ..losses import LOSSES
 from ..registry import GanforgeError
+from ..train.compile import eager
 from .growth import Growth, GrowthConfig, check_growth
 from .unconditional import Unconditional
 
@@ -35,7 +36,8 @@ def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, target: float = 
     differentiable in D's weights (double backward). fp32."""
     u = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
     mixed = torch.lerp(real.float(), fake.float(), u).requires_grad_(True)
-    with torch.autocast(real.device.type, enabled=False):  # the forward and its input gradient, both fp32
+    # the forward and its input gradient, both fp32; eager: a compiled D has no double backward
+    with torch.autocast(real.device.type, enabled=False), eager():
         scores = D(mixed).float()
         (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
         norms = grad.flatten(1).square().sum(1).sqrt()

@@ -27,6 +27,7 @@ import torch
 
 from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
+from ..train.compile import eager
 from .growth import Growth, GrowthConfig, check_growth
 from . import logit_stats  # defined before the package imports its recipes
 
@@ -58,7 +59,7 @@ class StyleGANConfig(GrowthConfig):
 def r1_penalty(D, real: torch.Tensor) -> torch.Tensor:
     """mean over the batch of ||grad_x D(x)||^2 at the real images; differentiable in D's weights. fp32."""
     x = real.detach().float().requires_grad_(True)
-    with torch.autocast(real.device.type, enabled=False):
+    with torch.autocast(real.device.type, enabled=False), eager():  # eager: a compiled D has no double backward
         scores = D(x).float()
         (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return grad.square().flatten(1).sum(1).mean()
@@ -68,7 +69,7 @@ def path_lengths(G, inputs: dict, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """||J_w^T y|| per sample for n samples of `inputs` (y ~ N(0, I) / sqrt(H W)); returns (lengths [n], images).
     fp32."""
     dev = inputs["z"].device
-    with torch.autocast(dev.type, enabled=False):
+    with torch.autocast(dev.type, enabled=False), eager():
         ws = G.ws(inputs["z"][:n], _part(inputs.get("z2"), n), inputs.get("mix_cutoff"))
         noise = inputs.get("noise")
         img = G.synthesis(ws, [t[:n] for t in noise] if noise is not None else None).float()
@@ -132,7 +133,10 @@ class _Style:
         return {"real": batch["image"], "inputs": inputs}
 
     def _d_main(self, ctx: dict) -> dict:
-        ctx["fake"] = fake = self.G(**ctx["inputs"])
+        inputs = ctx["inputs"]
+        if "mix_cutoff" in inputs:  # as a tensor: one compiled graph for every crossover layer (StyleGenerator.ws)
+            inputs = {**inputs, "mix_cutoff": torch.tensor(inputs["mix_cutoff"])}
+        ctx["fake"] = fake = self.G(**inputs)
         real_logits = self.D(ctx["real"]).float()
         fake_logits = self.D(fake.detach()).float()
         ctx["stats"] = logit_stats(real_logits, fake_logits, self.boundary)

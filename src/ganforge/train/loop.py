@@ -32,6 +32,7 @@ from ..viz import build_progress_gif, save_grid
 from .checkpoint import (atomic_write_bytes, checkpoint_name, list_checkpoints, load_training_state,
                          newest_checkpoint, save_checkpoint)
 from . import dist
+from . import compile as compiling
 from .device import autocast, pick_device, pick_precision, uses_conv
 from .ema import EMA, has_batchnorm, recalibrate_batchnorm
 from .health import HealthMonitor
@@ -55,6 +56,7 @@ class Setup:
     memory_format: torch.memory_format
     lr_scale: float = 1.0  # lowered by each rollback after a divergence (train.diverge_lr_factor)
     world: dist.World = dist.SINGLE  # under torchrun: gradients averaged over the ranks after each phase
+    compiled: tuple[str, ...] = ()  # the networks torch.compile runs (train.compile; train/compile.py)
 
     def autocast(self, phase: Phase | None = None):
         """The run's precision, or fp32 where a phase asks for it (R1 and path-length penalties do)."""
@@ -175,11 +177,12 @@ def build(cfg: RunConfig, channels: int, device: torch.device | None = None, wor
             G, D = dist.sync_batchnorm(G), dist.sync_batchnorm(D)
         torch.manual_seed(cfg.train.seed * 1_000_003 + world.rank)  # each rank's own dropout, penalty noise
     recipe = RECIPES[spec.recipe](G, D, cfg)
+    compiled = compiling.apply(cfg, G, D, device)
     scale = getattr(recipe, "opt_scale", {})
     opt = {"G": make_optimizer(G.parameters(), cfg, cfg.train.lr_g, device, scale.get("G", 1.0)),
            "D": make_optimizer(D.parameters(), cfg, cfg.train.lr_d, device, scale.get("D", 1.0))}
     return Setup(cfg, device, G, D, G_ema, opt, recipe, pick_precision(cfg.train.precision, device), fmt,
-                 world=world)
+                 world=world, compiled=compiled)
 
 
 def grid_layout(n: int, num_classes: int) -> tuple[int, int | None]:
@@ -433,7 +436,8 @@ class Trainer:
         G = self.s.sampler
         was = G.training
         G.eval()
-        with seeded_rng(self.s.device, self.cfg.train.seed + 777 if seed is None else seed):
+        # eager: a compiled G (no EMA) would compile eval-mode graphs for grids, and sample as ganforge.load does not
+        with seeded_rng(self.s.device, self.cfg.train.seed + 777 if seed is None else seed), compiling.eager():
             images = torch.cat([full_size(G(**to_device(part, self.s.device)).float().cpu(), self.cfg.data.resolution)
                                 for part in chunks(inputs, 256)])
         G.train(was)
@@ -564,6 +568,9 @@ class Trainer:
                       f"{', '.join(notes)}", file=sys.stderr)
             if hasattr(self.recipe, "growth") and not self.resumed_from:
                 print(self.recipe.growth.describe(), file=sys.stderr)
+            if s.compiled:
+                print(f"torch.compile: {' and '.join(s.compiled)} (train.compile={t.compile}); the first steps "
+                      f"compile, which takes a minute or more on a CPU", file=sys.stderr)
 
             bar = tqdm(total=steps or None, initial=self.step, desc=f"{cfg.model}", unit="step", dynamic_ncols=True,
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)

@@ -11,7 +11,7 @@ from .checkpoint import list_checkpoints, newest_checkpoint, read_header
 
 OVERRIDABLE_ON_RESUME = {"train.steps", "train.minutes", "train.checkpoint_every", "train.sample_every",
                          "train.log_every", "train.keep_checkpoints", "train.device", "data.workers",
-                         "train.dist_timeout_s"}
+                         "train.dist_timeout_s", "train.compile"}
 
 
 def saved_config(run_dir: Path) -> RunConfig:
