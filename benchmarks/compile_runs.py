@@ -49,10 +49,9 @@ def main() -> None:
           f"{a['images']} images against {b['images']} eager (x{row['images_ratio']}); steady speed "
           f"{a['median_img_s']} against {b['median_img_s']} img/s (x{row['steady_ratio']})")
     if args.json:
-        path = Path(args.json)
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results[f"run/{row['model']}/{row['resolution']}px/{a['minutes']:g}min/{args.how}"] = row
-        path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        from ganforge.bench.results import merge_result
+
+        merge_result(Path(args.json), f"run/{row['model']}/{row['resolution']}px/{a['minutes']:g}min/{args.how}", row)
 
 
 if __name__ == "__main__":

@@ -126,10 +126,10 @@ def main() -> None:
                       f"img/s, compiled {row['compiled_img_s']:7.1f} img/s -> x{row['ratio']:.2f}; compiling took "
                       f"{row['compile_s']:.0f} s", flush=True)
             if args.json:  # row by row, so a run cut short by a timeout keeps what it measured
-                path = Path(args.json)
-                results = json.loads(path.read_text()) if path.exists() else {}
-                results[f"{row['device']}/{row['model']}/{row['resolution']}px/{row['compile']}"] = row
-                path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+                from ganforge.bench.results import merge_result
+
+                merge_result(Path(args.json), f"{row['device']}/{row['model']}/{row['resolution']}px/{row['compile']}",
+                             row)
 
 
 if __name__ == "__main__":
