@@ -143,8 +143,8 @@ def compile_section() -> list[str]:
                   "`train.compile=G`, `D` or `all` compiles on request "
                   "(a spectrally normalised D, SAGAN's, is refused with the reason). Gradient penalties (R1, WGAN-GP) "
                   "and path length always run their network eagerly: torch.compile's backward has no double "
-                  "backward. A ratio within about 0.1 of 1 is within this shared machine's noise (a repeat of "
-                  "gan's three rows moved them by up to 0.09)."]
+                  "backward. Each row is one measurement on a shared machine: read a ratio within a few percent of 1 "
+                  "as no difference."]
     if runs:
         lines += ["", "In real runs (`python benchmarks/compile_runs.py`: two runs of the same command from a cold "
                       "inductor cache, one compiled, one not, compared by the images they showed; the compile there "
