@@ -32,15 +32,10 @@ MODELS = {"gan": 28, "dcgan": 32, "sagan": 32, "pix2pix": 32, "progan": 32, "sty
 def one(model: str, resolution: int, which: str, blocks: int, steps: int, device: str = "cpu") -> dict:
     import torch
 
-    from ganforge.bench.speed import ganforge_step_fn, growing, resolve
-    from ganforge.recipes.growth import Growth
+    from ganforge.bench.speed import ganforge_step_fn, own_batch, resolve
 
-    batch = {"dcgan": 64, "gan": 64}.get(model, 0)
-    cfg = resolve(model, resolution, batch, device)
-    if not batch:
-        batch = cfg.train.batch_size
-        if growing(model):
-            batch = Growth(cfg.recipe, resolution, batch).batch_at(resolution)
+    batch = {"dcgan": 64, "gan": 64}.get(model, 0)  # as `ganforge bench`: 64 for these, else the model's own
+    batch = batch or own_batch(model, resolve(model, resolution, 0, device), resolution)
     channels = 3 if resolution >= 64 else 1
     sets = [f"train.compile={which}"] + (["arch.num_classes=10"] if model == "sagan" else [])
     gen = torch.Generator().manual_seed(0)

@@ -67,6 +67,13 @@ def resolve(model: str, resolution: int, batch: int, device="cpu", sets=()):
     return C.resolve(model, [{"data": {"resolution": resolution}, "train": train}, C.parse_set(list(sets))])
 
 
+def own_batch(model: str, cfg, resolution: int) -> int:
+    """The model's own batch: a growing model's schedule at this resolution, else train.batch_size."""
+    if growing(model):
+        return Growth(cfg.recipe, resolution, cfg.train.batch_size).batch_at(resolution)
+    return cfg.train.batch_size
+
+
 def plain_step_fn(model: str, resolution: int, channels: int, batch: int, device="cpu", cfg=None,
                   alpha: float = 1.0, fused: str = "always", labels: torch.Tensor | None = None):
     if growing(model):  # the same networks as ganforge's (its arch config), at the same stage
@@ -162,10 +169,7 @@ def peak_gflops() -> dict:
 def bench(model: str, resolution: int, channels: int, batch: int, blocks: int, steps: int, device="cpu",
           sets=(), alpha: float = 1.0) -> dict:
     cfg = resolve(model, resolution, batch, device, sets)
-    if not batch:  # the model's own: a growing model's schedule at this resolution, else train.batch_size
-        batch = cfg.train.batch_size
-        if growing(model):
-            batch = Growth(cfg.recipe, resolution, batch).batch_at(resolution)
+    batch = batch or own_batch(model, cfg, resolution)
     if alpha < 1 and not growing(model):
         raise SystemExit(f"--alpha is for growing models; {model} does not grow")
     real = torch.rand(batch, channels, resolution, resolution, device=device) * 2 - 1

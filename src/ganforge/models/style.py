@@ -176,8 +176,8 @@ class StyleGenerator(nn.Module):
         w = self.mapping(z)
         ws = w[:, None].expand(-1, self.num_ws, -1)
         if z2 is not None and torch.is_tensor(mix_cutoff):
-            # training (the recipe passes k as a tensor): the same styles by a mask, so that a compiled G has one
-            # graph for every crossover layer instead of one per layer
+            # training (the recipe passes k as a tensor when it mixes): the same styles by a mask, so that a
+            # compiled G has one graph for every crossover layer instead of one per layer
             w2 = self.mapping(z2, update_avg=False)
             first = torch.arange(self.num_ws, device=ws.device) < mix_cutoff.to(ws.device)
             ws = torch.where(first[None, :, None], ws, w2[:, None])

@@ -134,8 +134,11 @@ class _Style:
 
     def _d_main(self, ctx: dict) -> dict:
         inputs = ctx["inputs"]
-        if "mix_cutoff" in inputs:  # as a tensor: one compiled graph for every crossover layer (StyleGenerator.ws)
-            inputs = {**inputs, "mix_cutoff": torch.tensor(inputs["mix_cutoff"])}
+        if "mix_cutoff" in inputs:
+            k = inputs["mix_cutoff"]
+            inputs = {key: v for key, v in inputs.items() if key not in ("z2", "mix_cutoff")}
+            if k < self.G.num_ws:  # mixing: k as a tensor, one compiled graph for every layer (StyleGenerator.ws)
+                inputs.update(z2=ctx["inputs"]["z2"], mix_cutoff=torch.tensor(k))
         ctx["fake"] = fake = self.G(**inputs)
         real_logits = self.D(ctx["real"]).float()
         fake_logits = self.D(fake.detach()).float()
