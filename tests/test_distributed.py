@@ -26,10 +26,13 @@ STEPS, PER_RANK = 3, 4
 # Plain SGD (no momentum), so that each step moves the weights by the averaged gradient itself (Adam's first
 # steps move every weight by about lr whatever the batch: they would hide a wrong shard), and in-step noise off
 # where a model has it (dropout, the path-length penalty's noise); BatchNorm over the global batch
-# (train.sync_batchnorm), as one process has it. What still differs: each rank draws its own WGAN-GP mixing.
+# (train.sync_batchnorm), as one process has it. Minibatch stddev off for the R1 models: its groups are a
+# rank's shard's, not the global batch's, and a lazy R1 weighted 16 times magnifies that gap through its double
+# backward. What still differs: each rank draws its own WGAN-GP mixing, and progan's minibatch-stddev groups.
 SGD = {"train": {"optimizer": "sgd", "betas": [0.0, 0.999], "lr_g": 0.01, "lr_d": 0.01, "precision": "fp32"}}
 EXACT = {"gan": {"arch": {"d_dropout": 0.0, "d_input_dropout": 0.0}}, "pix2pix": {"arch": {"dropout": 0.0}},
-         "stylegan2": {"recipe": {"pl_weight": 0.0}, "arch": {"mbstd_group": 0}}}
+         "stylegan2": {"recipe": {"pl_weight": 0.0}, "arch": {"mbstd_group": 0}},
+         "stylegan": {"arch": {"mbstd_group": 0}}}
 
 
 def _sets(layers: list[dict]) -> list[str]:

@@ -239,6 +239,50 @@ def test_gradient_penalty_matches_a_hand_computed_reference_and_reaches_D(target
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_lazy_gradient_penalty_runs_every_n_steps_weighted_n_times_with_adams_rescaling(fake_fashion):
+    from ganforge.recipes import to_device
+
+    layers = tiny_layers("progan", steps=1, lr_g=2e-3, lr_d=2e-3, betas=[0.0, 0.99])
+    s = build(C.resolve("progan", layers + [{"recipe": {"gp_every": 4}}]), 1)
+    assert [p.name for p in s.recipe.phases] == ["D", "D_reg", "G"]
+    reg = s.recipe.phases[1]
+    assert (reg.every, reg.precision, reg.trains) == (4, "fp32", "D")
+    c = 4 / 5  # StyleGAN2's section 3.1: lr * c, betas ** c
+    gD, gG = s.opt["D"].param_groups[0], s.opt["G"].param_groups[0]
+    assert gD["lr"] == pytest.approx(2e-3 * c) and gD["betas"][1] == pytest.approx(0.99 ** c)
+    assert gG["lr"] == pytest.approx(2e-3) and gG["betas"][1] == pytest.approx(0.99)  # G is not regularised
+    # the lazy phase's loss is gp_every times the penalty the paper's every-step form adds to D's loss
+    g = torch.Generator().manual_seed(0)
+    R = s.G(**s.recipe.inputs(1, g)).shape[-1]  # the stage the built networks run
+    real = torch.rand(8, 1, R, R, generator=g) * 2 - 1
+    ctx = s.recipe.begin_step({"image": real}, s.recipe.inputs(8, g), None)
+    assert "loss/D_gp" not in s.recipe.losses("D", ctx)  # lazy: not part of D's own loss
+    torch.manual_seed(3)
+    lazy = s.recipe.losses("D_reg", ctx)["loss/D_gp"]
+    torch.manual_seed(3)
+    plain = gradient_penalty(s.D, real, ctx["fake"].detach()) * s.cfg.recipe.gp_weight
+    torch.testing.assert_close(lazy, 4 * plain)
+    assert lazy.item() > 0
+    # which steps run it: 0, 4, 8
+    ran = []
+    for step in range(9):
+        batch = {"image": torch.rand(8, 1, R, R, generator=g) * 2 - 1}
+        ran.append("loss/D_gp" in s.train_step(batch, to_device(s.recipe.inputs(8, g, batch), s.device), step))
+    assert [i for i, r in enumerate(ran) if r] == [0, 4, 8]
+    # the paper's form (every 1): the penalty is part of D's loss at every step, Adam as given
+    s1 = build(C.resolve("progan", layers + [{"recipe": {"gp_every": 1}}]), 1)
+    assert [p.name for p in s1.recipe.phases] == ["D", "G"]
+    assert s1.opt["D"].param_groups[0]["lr"] == pytest.approx(2e-3)
+    ctx = s1.recipe.begin_step({"image": real}, s1.recipe.inputs(8, g), None)
+    assert "loss/D_gp" in s1.recipe.losses("D", ctx)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_bad_gp_every_is_a_clear_error(value):
+    with pytest.raises(GanforgeError, match="gp_every"):
+        C.resolve("progan", tiny_layers("progan") + [{"recipe": {"gp_every": value}}])
+
+
 def test_gradient_penalty_runs_in_fp32_under_a_bf16_run():
     # The loop calls the recipe's losses inside the run's autocast; the penalty promises fp32 throughout
     # (recipes/progressive.py: "a gradient norm in bf16 is too coarse"), its input gradient included.
@@ -316,14 +360,16 @@ def test_per_resolution_batch_sizes_reach_the_loop():
 
 
 def test_per_resolution_learning_rates_reach_the_optimisers():
-    cfg = C.resolve("progan", tiny_layers("progan", lr_g=1e-3, lr_d=2e-3) + [{"recipe": {"lr_dict": "16:0.0015"}}])
-    s = build(cfg, 1, torch.device("cpu"))
-    lrs = []
-    for sched in (Schedule(8, 8, 1.0), s.recipe.schedule(10**6)):
-        s.apply_schedule(sched)
-        lrs.append((s.opt["G"].param_groups[0]["lr"], s.opt["D"].param_groups[0]["lr"]))
-    assert s.recipe.schedule(10**6).lr == 0.0015
-    assert lrs == [(1e-3, 2e-3), (0.0015, 0.0015)]
+    for every, c in ((1, 1.0), (4, 0.8)):  # a lazy penalty rescales D's rate, whichever rate the schedule gives
+        cfg = C.resolve("progan", tiny_layers("progan", lr_g=1e-3, lr_d=2e-3)
+                        + [{"recipe": {"lr_dict": "16:0.0015", "gp_every": every}}])
+        s = build(cfg, 1, torch.device("cpu"))
+        lrs = []
+        for sched in (Schedule(8, 8, 1.0), s.recipe.schedule(10**6)):
+            s.apply_schedule(sched)
+            lrs.append((s.opt["G"].param_groups[0]["lr"], s.opt["D"].param_groups[0]["lr"]))
+        assert s.recipe.schedule(10**6).lr == 0.0015
+        assert [x for pair in lrs for x in pair] == pytest.approx([1e-3, 2e-3 * c, 0.0015, 0.0015 * c])
 
 
 def test_served_lower_resolutions_are_the_2x2_pooled_reals_a_fade_in_starts_from(tmp_path):
@@ -524,7 +570,8 @@ def test_the_papers_network_builds_at_1024_with_its_widths_and_23m_parameters():
 # ------------------------------------------------------------------------------------------ the CPU preset
 
 NOTES = ["arch.fmap_base=512 (paper: 8192)", "arch.fmap_max=128 (paper: 512)",
-         "recipe.stable_kimg=6.0 (paper: 800.0)", "recipe.fade_kimg=6.0 (paper: 800.0)"]
+         "recipe.stable_kimg=6.0 (paper: 800.0)", "recipe.fade_kimg=6.0 (paper: 800.0)",
+         "recipe.gp_every=4 (paper: 1)", "train.lr_g=0.002 (paper: 0.001)", "train.lr_d=0.002 (paper: 0.001)"]
 
 
 def test_the_cpu_preset_scales_down_where_the_user_set_nothing(monkeypatch):
@@ -535,16 +582,20 @@ def test_the_cpu_preset_scales_down_where_the_user_set_nothing(monkeypatch):
     assert cfg.preset_notes == NOTES
     assert cfg.data.resolution == 64 and cfg.train.loss == "wasserstein"
     # keys the user set are kept, and only the others are announced
-    cfg = C.resolve("progan", [cpu, {"arch": {"fmap_base": 256}, "recipe": {"fade_kimg": 2}}])
+    assert (cfg.recipe.gp_every, cfg.train.lr_g, cfg.train.lr_d) == (4, 2e-3, 2e-3)
+    cfg = C.resolve("progan", [cpu, {"arch": {"fmap_base": 256}, "recipe": {"fade_kimg": 2}, "train": {"lr_d": 1e-3}}])
     assert (cfg.arch.fmap_base, cfg.arch.fmap_max, cfg.recipe.stable_kimg, cfg.recipe.fade_kimg) == (256, 128, 6.0, 2.0)
-    assert cfg.preset_notes == [NOTES[1], NOTES[2]]
+    assert (cfg.train.lr_g, cfg.train.lr_d) == (2e-3, 1e-3)
+    assert cfg.preset_notes == [NOTES[1], NOTES[2], NOTES[4], NOTES[5]]
     cfg = C.resolve("progan", [cpu, C.parse_set(["arch.fmap_base=8192", "arch.fmap_max=512",
-                                                 "recipe.stable_kimg=800", "recipe.fade_kimg=800"])])
+                                                 "recipe.stable_kimg=800", "recipe.fade_kimg=800",
+                                                 "recipe.gp_every=1", "train.lr_g=0.001", "train.lr_d=0.001"])])
     assert cfg.preset_notes == [] and cfg.arch == ProGANConfig()
     # off a CPU: the paper's values
     monkeypatch.setattr(C, "_runs_on_cpu", lambda merged: False)
     cfg = C.resolve("progan", [])
     assert cfg.arch == ProGANConfig() and (cfg.recipe.stable_kimg, cfg.recipe.fade_kimg) == (800.0, 800.0)
+    assert (cfg.recipe.gp_every, cfg.train.lr_g) == (1, 1e-3)  # the paper's penalty every step, its lr
     assert cfg.preset_notes == []
     # other families have no CPU preset
     assert C.resolve("dcgan", [cpu]).preset_notes == []

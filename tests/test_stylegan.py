@@ -341,6 +341,43 @@ def test_lazy_regularisation_schedule_and_adam_rescaling(fake_fashion):
     assert s1.opt["D"].param_groups[0]["lr"] == pytest.approx(cfg1.train.lr_d)
 
 
+def test_stylegan_v1_takes_lazy_r1_as_stylegan2_does(fake_fashion):
+    from ganforge.recipes import to_device
+
+    layers = tiny_layers("stylegan", steps=1, lr_g=2e-3, lr_d=2e-3, betas=[0.0, 0.99])
+    s = build(C.resolve("stylegan", layers + [{"recipe": {"r1_every": 4}}]), 1)
+    assert [p.name for p in s.recipe.phases] == ["D", "D_reg", "G"]
+    assert s.opt["D"].param_groups[0]["lr"] == pytest.approx(2e-3 * 4 / 5)
+    assert s.opt["G"].param_groups[0]["lr"] == pytest.approx(2e-3)
+    g = torch.Generator().manual_seed(0)
+    R = s.G(**s.recipe.inputs(1, g)).shape[-1]  # the stage the built networks run
+    ran = []
+    for step in range(9):
+        batch = {"image": torch.rand(8, 1, R, R, generator=g) * 2 - 1}
+        ran.append("loss/D_r1" in s.train_step(batch, to_device(s.recipe.inputs(8, g, batch), s.device), step))
+    assert [i for i, r in enumerate(ran) if r] == [0, 4, 8]
+    # the paper's v1 (every 1, the default off a CPU): R1 in D's loss at every step
+    s1 = build(C.resolve("stylegan", layers + [{"recipe": {"r1_every": 1}}]), 1)
+    assert [p.name for p in s1.recipe.phases] == ["D", "G"]
+    batch = {"image": torch.rand(8, 1, R, R, generator=g) * 2 - 1}
+    assert "loss/D_r1" in s1.train_step(batch, to_device(s1.recipe.inputs(8, g, batch), s1.device), 1)
+    from ganforge.registry import GanforgeError
+
+    with pytest.raises(GanforgeError, match="r1_every"):
+        C.resolve("stylegan", layers + [{"recipe": {"r1_every": 0}}])
+
+
+def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0002_and_a_gpu_keeps_the_papers(monkeypatch):
+    cpu = [{"train": {"device": "cpu"}}]
+    cfg = C.resolve("stylegan", cpu)
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (16, 2e-3, 2e-3)
+    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.002 (paper: 0.001)"} <= set(cfg.preset_notes)
+    assert C.resolve("stylegan", cpu + [{"recipe": {"r1_every": 1}}]).recipe.r1_every == 1  # the user's kept
+    monkeypatch.setattr(C, "_runs_on_cpu", lambda merged: False)
+    cfg = C.resolve("stylegan", [])
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (1, 1e-3, 1e-3)
+
+
 def test_style_mixing_inputs_follow_the_probability_and_replay_from_the_seed():
     cfg = C.resolve("stylegan2", tiny_layers("stylegan2", steps=1))
     s = build(cfg, 1)

@@ -190,10 +190,13 @@ class StyleGANDiscriminator(Growing):
     train_defaults={"resolution": 64, "loss": "nonsaturating", "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.0, 0.99),
                     "batch_size": 32, "ema_kimg": 10.0},
     resolutions=(1024,),
-    # On a CPU, each key the user does not set: Progressive GAN's CPU widths and 6k-image phases, 128-d z and w.
+    # On a CPU, each key the user does not set: Progressive GAN's CPU widths and 6k-image phases, 128-d z and w;
+    # as ProGAN's CPU preset, the penalty lazy (R1 every 16th D step, StyleGAN2's section 3.1) and learning rate
+    # 0.002, chosen on emoji (30 minutes, one core: FID 23.4 -> 19.6 -> 15.7) and confirmed on Fashion-MNIST.
     cpu_defaults={"arch": {"fmap_base": 512, "fmap_max": 128, "z_dim": 128, "w_dim": 128},
-                  "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0, "batch_sizes": "", "lr_dict": ""},
-                  "train": {"batch_size": 16}},
+                  "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0, "batch_sizes": "", "lr_dict": "",
+                             "r1_every": 16},
+                  "train": {"batch_size": 16, "lr_g": 2e-3, "lr_d": 2e-3}},
 )
 def build_stylegan(cfg: StyleGANConfig, resolution: int, channels: int):
     return StyleGANGenerator(cfg, resolution, channels), StyleGANDiscriminator(cfg, resolution, channels)

@@ -40,6 +40,36 @@ class Schedule:
     extra: dict = field(default_factory=dict)
 
 
+def lazy_phases(phase_cls, d_every: int = 1, g_every: int = 1) -> tuple:
+    """A GAN's phases with lazy regularisation (StyleGAN2, section 3.1): D, then "D_reg" every `d_every` steps
+    where d_every > 1, then G (D frozen), then "G_reg" every `g_every` steps where g_every > 1. Penalties run
+    in fp32. With both 1, the plain D and G phases: a penalty that is not lazy is part of its network's loss."""
+    phases = [phase_cls("D", trains="D")]
+    if d_every > 1:
+        phases.append(phase_cls("D_reg", trains="D", every=d_every, precision="fp32"))
+    phases.append(phase_cls("G", trains="G", frozen=("D",)))
+    if g_every > 1:
+        phases.append(phase_cls("G_reg", trains="G", every=g_every, precision="fp32"))
+    return tuple(phases)
+
+
+def lazy_opt_scale(d_every: int = 1, g_every: int = 1) -> dict:
+    """Adam for lazy regularisation (StyleGAN2, section 3.1): a network regularised every N steps takes
+    lr * c and betas ** c, c = N / (N + 1), so its lazy steps add up to what N + 1 plain ones would do."""
+    return {"D": d_every / (d_every + 1) if d_every > 1 else 1.0,
+            "G": g_every / (g_every + 1) if g_every > 1 else 1.0}
+
+
+def check_every(rc, *keys: str) -> None:
+    """recipe.<key> for each key: a lazy-regularisation interval, an integer >= 1."""
+    from ..registry import GanforgeError
+
+    for k in keys:
+        v = getattr(rc, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise GanforgeError(f"recipe.{k} must be an integer >= 1, got {v!r}")
+
+
 def truncated_normal(n: int, dim: int, generator: torch.Generator, threshold: float | None = None) -> torch.Tensor:
     """z ~ N(0, I) [n, dim]; with `threshold` T, every coordinate with |z| > T is redrawn (BigGAN's truncation
     trick, Brock et al. 2019): less variety, more typical images."""

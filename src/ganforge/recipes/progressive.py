@@ -20,6 +20,7 @@ import torch
 from ..losses import LOSSES
 from ..registry import GanforgeError
 from ..train.compile import eager
+from . import check_every, lazy_opt_scale, lazy_phases
 from .growth import Growth, GrowthConfig, check_growth
 from .unconditional import Unconditional
 
@@ -29,6 +30,8 @@ class ProgressiveConfig(GrowthConfig):
     gp_weight: float = 10.0       # WGAN-GP's lambda
     gp_target: float = 1.0        # the gradient norm the penalty pulls toward (the official code's wgan_target)
     drift: float = 0.001          # epsilon_drift: keeps D's output near zero
+    gp_every: int = 1             # lazy gradient penalty: every N D steps, weighted N times, D's Adam rescaled
+                                  # (StyleGAN2's lazy regularisation, section 3.1); 1 = every step, the paper
 
 
 def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, target: float = 1.0) -> torch.Tensor:
@@ -54,7 +57,9 @@ class Progressive:
         self.G, self.D = G, D
         self.rc: ProgressiveConfig = cfg.recipe
         self.d_loss, self.g_loss = LOSSES[cfg.train.loss]
-        self.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
+        self.gp_every = self.rc.gp_every if self.rc.gp_weight > 0 else 1
+        self.phases = lazy_phases(Phase, d_every=self.gp_every)
+        self.opt_scale = lazy_opt_scale(d_every=self.gp_every)
         self.num_classes = 0
         self.growth = Growth(self.rc, cfg.data.resolution, cfg.train.batch_size)
         self.reset_optimizer_on_growth = self.rc.reset_optimizer
@@ -72,6 +77,7 @@ class Progressive:
                 raise GanforgeError(f"{k} must be a finite number >= 0, got {v}")
         if not (r.gp_target > 0 and math.isfinite(r.gp_target)):
             raise GanforgeError(f"recipe.gp_target must be a finite number > 0, got {r.gp_target}")
+        check_every(r, "gp_every")
 
     def schedule(self, nimg: int):
         return self.growth(nimg)
@@ -92,13 +98,19 @@ class Progressive:
             real_scores = self.D(ctx["real"]).float()
             fake_scores = self.D(fake.detach()).float()
             out = {"loss/D": self.d_loss(real_scores, fake_scores)}
-            if rc.gp_weight > 0:
-                gp = gradient_penalty(self.D, ctx["real"], fake.detach(), rc.gp_target)
-                out["loss/D_gp"] = gp * (rc.gp_weight / rc.gp_target ** 2)
+            if rc.gp_weight > 0 and self.gp_every == 1:  # not lazy: part of D's loss
+                out["loss/D_gp"] = self._gp(ctx)
             if rc.drift > 0:
                 out["loss/D_drift"] = real_scores.square().mean() * rc.drift
             ctx["stats"] = {"D/real": real_scores.detach().mean(), "D/fake": fake_scores.detach().mean()}
             return out
+        if phase == "D_reg":  # lazy: every gp_every steps, gp_every times the weight
+            return {"loss/D_gp": self._gp(ctx) * self.gp_every}
         if phase == "G":
             return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}
         raise KeyError(phase)
+
+    def _gp(self, ctx: dict) -> torch.Tensor:
+        rc = self.rc
+        gp = gradient_penalty(self.D, ctx["real"], ctx["fake"].detach(), rc.gp_target)
+        return gp * (rc.gp_weight / rc.gp_target ** 2)

@@ -29,7 +29,7 @@ from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
 from ..train.compile import eager
 from .growth import Growth, GrowthConfig, check_growth
-from . import logit_stats  # defined before the package imports its recipes
+from . import check_every, lazy_opt_scale, lazy_phases, logit_stats  # defined before the package imports its recipes
 
 
 @dataclass
@@ -53,6 +53,7 @@ class StyleGANConfig(GrowthConfig):
     batch_sizes: str = "4:512,8:256,16:128,32:64"
     lr_dict: str = "128:0.0015,256:0.002,512:0.003,1024:0.003"
     r1_gamma: float = 10.0        # R1 weight gamma (the paper: 10), every D step
+    r1_every: int = 1             # lazy R1 (StyleGAN2's section 3.1): every N D steps; 1 = every step, the paper
     mixing: float = 0.9           # probability of style mixing per training batch
 
 
@@ -101,7 +102,7 @@ class _Style:
         self.boundary = DECISION_BOUNDARY.get(cfg.train.loss)
         self.num_classes = 0
         self.Phase = Phase
-        self.r1_every = getattr(self.rc, "r1_every", 1)
+        self.r1_every = self.rc.r1_every if self.rc.r1_gamma > 0 else 1
         self.pl_weight = getattr(self.rc, "pl_weight", 0.0)
 
     @staticmethod
@@ -168,16 +169,12 @@ class StyleGAN2Recipe(_Style):
         rc, Phase = self.rc, self.Phase
         from . import Schedule
 
-        phases = [Phase("D", trains="D")]
-        if rc.r1_gamma > 0 and rc.r1_every > 1:
-            phases.append(Phase("D_reg", trains="D", every=rc.r1_every, precision="fp32"))
-        phases.append(Phase("G", trains="G", frozen=("D",)))
-        if rc.pl_weight > 0:
+        phases = list(lazy_phases(Phase, d_every=self.r1_every))
+        if rc.pl_weight > 0:  # path length is only ever lazy here: G_reg even at pl_every = 1
             phases.append(Phase("G_reg", trains="G", every=rc.pl_every, precision="fp32"))
         self.phases = tuple(phases)
         # Adam for lazy regularisation (section 3.1): lr * c, betas ** c with c = every / (every + 1)
-        self.opt_scale = {"D": rc.r1_every / (rc.r1_every + 1) if rc.r1_gamma > 0 and rc.r1_every > 1 else 1.0,
-                          "G": rc.pl_every / (rc.pl_every + 1) if rc.pl_weight > 0 and rc.pl_every > 1 else 1.0}
+        self.opt_scale = lazy_opt_scale(d_every=self.r1_every, g_every=rc.pl_every if rc.pl_weight > 0 else 1)
         self._schedule = Schedule(cfg.data.resolution, cfg.train.batch_size)
         device = next(D.parameters()).device if D is not None else torch.device("cpu")
         self.pl_mean = torch.zeros((), device=device)
@@ -186,10 +183,7 @@ class StyleGAN2Recipe(_Style):
     def check(cfg) -> None:
         r = cfg.recipe
         _check_common(r)
-        for k in ("r1_every", "pl_every", "pl_batch_shrink"):
-            v = getattr(r, k)
-            if not isinstance(v, int) or v < 1:
-                raise GanforgeError(f"recipe.{k} must be an integer >= 1, got {v!r}")
+        check_every(r, "r1_every", "pl_every", "pl_batch_shrink")
         if not (r.pl_weight >= 0 and math.isfinite(r.pl_weight)):
             raise GanforgeError(f"recipe.pl_weight must be a finite number >= 0, got {r.pl_weight}")
         if not 0 < r.pl_decay <= 1:
@@ -225,14 +219,15 @@ class StyleGANRecipe(_Style):
 
     def __init__(self, G, D, cfg):
         self._init(G, D, cfg)
-        Phase = self.Phase
-        self.phases = (Phase("D", trains="D"), Phase("G", trains="G", frozen=("D",)))
+        self.phases = lazy_phases(self.Phase, d_every=self.r1_every)
+        self.opt_scale = lazy_opt_scale(d_every=self.r1_every)
         self.growth = Growth(self.rc, cfg.data.resolution, cfg.train.batch_size)
         self.reset_optimizer_on_growth = self.rc.reset_optimizer
 
     @staticmethod
     def check(cfg) -> None:
         _check_common(cfg.recipe)
+        check_every(cfg.recipe, "r1_every")
         check_growth(cfg.recipe, cfg.data.resolution)
 
     def schedule(self, nimg: int):
