@@ -87,6 +87,22 @@ def tiny_layers(model: str, steps: int = 4, **train) -> list[dict]:
     return [base, TINY[model]]
 
 
+def steps_that_return(s, key: str, steps: int, resolution: int, generator) -> list[int]:
+    """Which of `steps` training steps of a built run (loop.build) return the loss `key`: a lazy phase's
+    schedule. Random batches of 8 at `resolution`, inputs from `generator`."""
+    import torch
+
+    from ganforge.recipes import to_device
+
+    ran = []
+    for step in range(steps):
+        batch = {"image": torch.rand(8, 1, resolution, resolution, generator=generator) * 2 - 1}
+        out = s.train_step(batch, to_device(s.recipe.inputs(8, generator, batch), s.device), step)
+        if key in out:
+            ran.append(step)
+    return ran
+
+
 def serve_runs(tmp_path_factory, models: list[str] | None = None) -> dict[str, Path]:
     """For the web page's tests: a 2-step run of each model (every registered one by default; tiny configs) and
     "csagan", a class-conditional sagan; {name: run dir}."""
