@@ -270,6 +270,16 @@ def test_lazy_gradient_penalty_runs_every_n_steps_weighted_n_times_with_adams_re
     assert "loss/D_gp" in s1.recipe.losses("D", ctx)
 
 
+def test_a_run_saved_before_the_lazy_penalty_resumes_with_the_penalty_every_step():
+    # configs saved before recipe.gp_every (and v1's recipe.r1_every) existed trained with the penalty at every
+    # step: a resume must go on that way, not pick up today's CPU preset
+    for model, key in (("progan", "gp_every"), ("stylegan", "r1_every")):
+        saved = C.resolve(model, [{"train": {"device": "cpu"}}]).to_dict()
+        assert saved["recipe"][key] > 1
+        del saved["recipe"][key]
+        assert getattr(C.from_dict(saved).recipe, key) == 1
+
+
 @pytest.mark.parametrize("value", [0, -1, 2.5, True])
 def test_bad_gp_every_is_a_clear_error(value):
     with pytest.raises(GanforgeError, match="gp_every"):

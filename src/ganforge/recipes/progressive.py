@@ -4,6 +4,8 @@ D's loss, as the official code's loss.py (D_wgangp_acgan) computes it, averaged 
     D(fake) - D(real) + gp_weight / gp_target^2 * (||grad_x D(x_mix)|| - gp_target)^2 + drift * D(real)^2
 with x_mix = lerp(real, fake, u), u ~ U(0, 1) per sample (Gulrajani et al. 2017); G's loss is -D(fake).
 The gradient penalty runs in fp32 whatever the run's precision: a gradient norm in bf16 is too coarse.
+With recipe.gp_every = N > 1 it runs lazily, as StyleGAN2 runs R1 (section 3.1): its own phase every N D steps,
+weighted N times, D's Adam at lr * c and betas ** c (c = N / (N + 1)); the CPU preset's choice (N = 4).
 
 Pass structure as the unconditional recipe's: G runs once per step; phase D scores the real batch, the
 detached fakes and their mixes; phase G scores the same fakes with the just-updated D (frozen). The official
