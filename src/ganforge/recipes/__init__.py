@@ -40,17 +40,14 @@ class Schedule:
     extra: dict = field(default_factory=dict)
 
 
-def lazy_phases(phase_cls, d_every: int = 1, g_every: int = 1) -> tuple:
-    """A GAN's phases with lazy regularisation (StyleGAN2, section 3.1): D, then "D_reg" every `d_every` steps
-    where d_every > 1, then G (D frozen), then "G_reg" every `g_every` steps where g_every > 1. Penalties run
-    in fp32. With both 1, the plain D and G phases: a penalty that is not lazy is part of its network's loss."""
+def lazy_phases(phase_cls, d_every: int = 1) -> tuple:
+    """A GAN's phases with D's penalty lazy (StyleGAN2, section 3.1): D, then "D_reg" every `d_every` steps
+    where d_every > 1 (fp32), then G (D frozen). At 1, the plain D and G phases: the penalty is part of D's
+    loss. A recipe with a G penalty appends its own "G_reg"."""
     phases = [phase_cls("D", trains="D")]
     if d_every > 1:
         phases.append(phase_cls("D_reg", trains="D", every=d_every, precision="fp32"))
-    phases.append(phase_cls("G", trains="G", frozen=("D",)))
-    if g_every > 1:
-        phases.append(phase_cls("G_reg", trains="G", every=g_every, precision="fp32"))
-    return tuple(phases)
+    return (*phases, phase_cls("G", trains="G", frozen=("D",)))
 
 
 def lazy_opt_scale(d_every: int = 1, g_every: int = 1) -> dict:
