@@ -332,3 +332,84 @@ def test_state_dict_resumes_identically():
     assert 0 < a.p.item() < 1
     assert not torch.equal(a.state_dict()["p"], saved["p"])  # state_dict hands out copies, not live tensors
     assert set(saved) >= {"p", "calls"} and all(isinstance(v, torch.Tensor) for v in saved.values())
+
+
+# ---- every recipe that offers it: what D scores goes through the ops ----
+
+def _augmenting_models() -> list[str]:
+    from ganforge import config as C
+    from ganforge.registry import list_models
+
+    return [m for m in list_models() if hasattr(C.new_config(m).recipe, "augment")]
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["augment", "off"])
+@pytest.mark.parametrize("model", _augmenting_models())
+def test_every_image_d_scores_goes_through_the_ops_penalties_included(model, on, fake_fashion, monkeypatch):
+    # One training step at step 0 runs every phase, lazy penalties included (R1, WGAN-GP). Each tensor D is
+    # called on must be an output of augment() when recipe.augment is set, and augment() is never called when
+    # it is not (the papers' setting, the default).
+    import ganforge.augment as A
+    from conftest import tiny_layers
+    from ganforge import config as C
+    from ganforge.recipes import to_device
+    from ganforge.train.loop import build
+
+    made, seen = [], []
+    real_augment = A.augment
+
+    def spy(x, ops, p=1.0):
+        made.append(real_augment(x, ops, p))
+        return made[-1]
+
+    monkeypatch.setattr(A, "augment", spy)
+    layers = tiny_layers(model, steps=1, compile="off") + [{"recipe": {"augment": "color" if on else ""}}]
+    s = build(C.resolve(model, layers), 1)
+    assert model in ("progan", "stylegan", "stylegan2", "gan", "dcgan", "sagan")  # the families that offer it
+    s.recipe.D.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    g = torch.Generator().manual_seed(0)
+    R = s.G(**s.recipe.inputs(1, g)).shape[-1]  # the stage the built networks run
+    seen.clear()
+    batch = {"image": torch.rand(8, 1, R, R, generator=g) * 2 - 1}
+    s.train_step(batch, to_device(s.recipe.inputs(8, g, batch), s.device), 0)
+    penalties = [p.name for p in s.recipe.phases if p.name == "D_reg"] or (
+        ["in D"] if getattr(s.cfg.recipe, "r1_gamma", getattr(s.cfg.recipe, "gp_weight", 0)) else [])
+    assert len(seen) >= 3 + bool(penalties)  # real, fake, fake again for G; a penalty's own forward
+    if on:
+        # an augmented tensor or a detached view of one (WGAN-GP takes D's gradient at the augmented mix)
+        strays = [i for i, x in enumerate(seen) if not any(x.data_ptr() == y.data_ptr() and x.shape == y.shape
+                                                           for y in made)]
+        assert not strays, f"D scored {len(strays)} of {len(seen)} inputs without augmentation"
+    else:
+        assert not made
+
+
+def test_ada_is_refused_where_the_loss_has_no_decision_boundary_and_a_fixed_p_is_taken():
+    from conftest import tiny_layers
+    from ganforge import config as C
+    from ganforge.registry import GanforgeError
+
+    layers = tiny_layers("progan") + [{"recipe": {"augment": "color,translation"}}]
+    with pytest.raises(GanforgeError, match="recipe.ada cannot be used with train.loss=wasserstein.*decision "
+                                            "boundary.*augment_p"):
+        C.resolve("progan", layers + [{"recipe": {"ada": True}}])
+    with pytest.raises(GanforgeError, match="recipe.ada cannot be used with train.loss=wasserstein"):
+        C.resolve("stylegan2", tiny_layers("stylegan2") + [{"train": {"loss": "wasserstein"}}, {"recipe": {
+            "augment": "color", "ada": True}}])
+    assert C.resolve("progan", layers + [{"recipe": {"augment_p": 0.5}}]).recipe.augment_p == 0.5
+    for model in ("progan", "stylegan", "stylegan2"):
+        with pytest.raises(GanforgeError, match="recipe.augment.*unknown augmentation 'flip'"):
+            C.resolve(model, tiny_layers(model) + [{"recipe": {"augment": "flip"}}])
+        assert C.resolve(model, tiny_layers(model)).recipe.augment == ""  # off unless asked for
+
+
+def test_ada_reads_the_sign_around_the_losss_decision_boundary():
+    # LSGAN's boundary is 0.5: a D that scores every real at 0.4 does not overfit them (r_t = -1, p stays at 0),
+    # although every score is positive
+    from ganforge.augment import AugmentConfig, DAugment
+
+    rc = AugmentConfig(augment="color", ada=True, ada_interval=1, ada_kimg=0.001)
+    for boundary, want in ((0.5, 0.0), (0.0, 1.0)):
+        aug = DAugment(rc, "cpu", boundary)
+        stats = aug.observe(torch.full((8,), 0.4))
+        assert stats["aug/p"].item() == want and aug.on == (want > 0)

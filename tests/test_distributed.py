@@ -155,11 +155,12 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_takes_another_world_siz
     assert int(newest_checkpoint(run).stem.split("_")[1]) == step + 2
 
 
-# the paths a short plain run does not reach: ADA's controller every step (sums over ranks), the path-length and
-# R1 penalties every step (the path-length mean over ranks), samples and health on rank 0 between steps,
-# checkpoints mid-run, and a resume under torchrun
+# the paths a short plain run does not reach: ADA's controller every step (sums over ranks; in stylegan2 beside
+# the path-length mean, in one recipe state), the path-length and R1 penalties every step (the path-length mean
+# over ranks), samples and health on rank 0 between steps, checkpoints mid-run, and a resume under torchrun
 BUSY = {"dcgan": [{"recipe": {"augment": "color,translation", "ada": True, "ada_interval": 1}}],
-        "stylegan2": [{"recipe": {"pl_every": 1, "r1_every": 1}}]}
+        "stylegan2": [{"recipe": {"pl_every": 1, "r1_every": 1, "augment": "color,translation", "ada": True,
+                                  "ada_interval": 1}}]}
 
 
 @pytest.mark.parametrize("model", sorted(BUSY))

@@ -23,6 +23,10 @@ def test_d_winning_for_a_long_stretch_warns_once_and_clears():
     for step in range(2100, 3001, 50):
         again += h.observe_log(step, {"D/acc": 0.999})
     assert len(again) == 1  # raised again after it had cleared
+    # a recipe without augmentation keys (pix2pix's) is not told to set them
+    h = HealthMonitor(log_every=50, can_augment=False)
+    out = [m for step in range(50, 2001, 50) for m in h.observe_log(step, {"D/acc": 1.0})]
+    assert len(out) == 1 and "lr_d" in out[0] and "recipe.augment" not in out[0]
 
 
 def test_healthy_d_and_moving_losses_raise_nothing():

@@ -239,6 +239,29 @@ def test_gradient_penalty_matches_a_hand_computed_reference_and_reaches_D(target
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_an_augmented_penalty_is_ds_own_gradient_norm_at_the_augmented_mix():
+    # With recipe.augment the critic scores augmented images, so the 1-Lipschitz pull is on D's gradient there:
+    # ||grad_y D(y)|| at y = T(lerp(real, fake, u)), not the gradient through T (which cutout's zeros shrink)
+    from ganforge.augment import augment
+
+    _, D = tiny_nets(8)
+    randomise_biases(D)
+    D.set_growth(8, 1.0)
+    g = torch.Generator().manual_seed(5)
+    real, fake = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    T = lambda x: augment(x, ("translation", "cutout"))  # noqa: E731
+    torch.manual_seed(7)
+    gp = gradient_penalty(D, real, fake, 1.0, T)
+    torch.manual_seed(7)  # the same u, then the same ops
+    u = torch.rand(4, 1, 1, 1)
+    y = T(real + u * (fake - real)).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(y).sum(), y, create_graph=True)
+    torch.testing.assert_close(gp, ((grad.reshape(4, -1).norm(dim=1) - 1) ** 2).mean())
+    torch.manual_seed(7)
+    through = gradient_penalty(lambda x: D(T(x)), real, fake, 1.0)  # the other reading: a smaller norm
+    assert not torch.allclose(gp, through)
+
+
 def test_lazy_gradient_penalty_runs_every_n_steps_weighted_n_times_with_adams_rescaling(fake_fashion):
     layers = tiny_layers("progan", steps=1, lr_g=2e-3, lr_d=2e-3, betas=[0.0, 0.99])
     s = build(C.resolve("progan", layers + [{"recipe": {"gp_every": 4}}]), 1)
@@ -574,7 +597,7 @@ def test_the_papers_network_builds_at_1024_with_its_widths_and_23m_parameters():
 
 NOTES = ["arch.fmap_base=512 (paper: 8192)", "arch.fmap_max=128 (paper: 512)",
          "recipe.stable_kimg=6.0 (paper: 800.0)", "recipe.fade_kimg=6.0 (paper: 800.0)",
-         "recipe.gp_every=4 (paper: 1)", "train.lr_g=0.002 (paper: 0.001)", "train.lr_d=0.002 (paper: 0.001)"]
+         "recipe.gp_every=4 (paper: 1)", "train.lr_g=0.003 (paper: 0.001)", "train.lr_d=0.003 (paper: 0.001)"]
 
 
 def test_the_cpu_preset_scales_down_where_the_user_set_nothing(monkeypatch):
@@ -585,10 +608,10 @@ def test_the_cpu_preset_scales_down_where_the_user_set_nothing(monkeypatch):
     assert cfg.preset_notes == NOTES
     assert cfg.data.resolution == 64 and cfg.train.loss == "wasserstein"
     # keys the user set are kept, and only the others are announced
-    assert (cfg.recipe.gp_every, cfg.train.lr_g, cfg.train.lr_d) == (4, 2e-3, 2e-3)
+    assert (cfg.recipe.gp_every, cfg.train.lr_g, cfg.train.lr_d) == (4, 3e-3, 3e-3)
     cfg = C.resolve("progan", [cpu, {"arch": {"fmap_base": 256}, "recipe": {"fade_kimg": 2}, "train": {"lr_d": 1e-3}}])
     assert (cfg.arch.fmap_base, cfg.arch.fmap_max, cfg.recipe.stable_kimg, cfg.recipe.fade_kimg) == (256, 128, 6.0, 2.0)
-    assert (cfg.train.lr_g, cfg.train.lr_d) == (2e-3, 1e-3)
+    assert (cfg.train.lr_g, cfg.train.lr_d) == (3e-3, 1e-3)
     assert cfg.preset_notes == [NOTES[1], NOTES[2], NOTES[4], NOTES[5]]
     cfg = C.resolve("progan", [cpu, C.parse_set(["arch.fmap_base=8192", "arch.fmap_max=512",
                                                  "recipe.stable_kimg=800", "recipe.fade_kimg=800",

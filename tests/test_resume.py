@@ -47,14 +47,41 @@ EXTRAS = {"plain": [],
                                           "ada_kimg": 0.1, "ada_target": 0.1}}],
           # a growing family grows 4 -> 8 -> 16px within the 9 steps of 8 images (two steps per phase): the
           # part run stops as 8px has stabilised and the resume starts 16px's fade-in (an optimiser reset)
-          "growing": [{"recipe": {"stable_kimg": 0.016, "fade_kimg": 0.016}}]}
+          "growing": [{"recipe": {"stable_kimg": 0.016, "fade_kimg": 0.016}}],
+          # ADA without classes, for the families that have no classes (the style-based ones)
+          "ada": [{"recipe": {"augment": "color,translation,cutout", "ada": True, "ada_interval": 1,
+                              "ada_kimg": 0.1, "ada_target": 0.1}}],
+          # a fixed p, where ADA is refused (Progressive GAN's WGAN critic): random numbers a resume must replay,
+          # across a resolution change (the growing schedule above)
+          "diffaug": [{"recipe": {"augment": "color,translation,cutout", "augment_p": 0.5, "stable_kimg": 0.016,
+                                  "fade_kimg": 0.016}}]}
 
 
 def _takes(model: str, extra: str) -> bool:
-    """Whether the family has every config key the extra sets (Progressive GAN has no classes, no ADA)."""
+    """Whether the family has every config key the extra sets and takes their values (Progressive GAN has no
+    classes and refuses ADA); "ada" only where "conditional-ada" does not run, "diffaug" only where ADA is
+    refused."""
+    from ganforge.registry import GanforgeError
+
     cfg = C.new_config(model)
-    return all(hasattr(getattr(cfg, section), key) for layer in EXTRAS[extra] for section, values in layer.items()
-               for key in values)
+    if not all(hasattr(getattr(cfg, section), key) for layer in EXTRAS[extra] for section, values in layer.items()
+               for key in values):
+        return False
+    try:
+        C.resolve(model, tiny_layers(model) + EXTRAS[extra])
+    except GanforgeError:
+        return False
+    if extra == "ada":
+        return not _takes(model, "conditional-ada")
+    if extra == "diffaug":
+        return not _takes(model, "ada") and not _takes(model, "conditional-ada")
+    return True
+
+
+def test_the_augmented_resumes_cover_the_families_that_take_augmentation():
+    # _takes drops a pair whose config is refused: a family that stopped taking ADA would lose its test silently
+    for pair in (("stylegan", "ada"), ("stylegan2", "ada"), ("progan", "diffaug"), ("dcgan", "conditional-ada")):
+        assert _takes(*pair), pair
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
@@ -71,7 +98,7 @@ def test_stop_and_resume_is_bit_identical(model, extra, device, fake_fashion, tm
     part.train.steps = 9
     train(part, tmp_path / "part", resume=True, progress=False)
     assert_identical(list_checkpoints(tmp_path / "full")[-1], list_checkpoints(tmp_path / "part")[-1])
-    if extra == "conditional-ada":  # the recipe state really moved, and went through the checkpoint
+    if extra in ("conditional-ada", "ada"):  # the recipe state really moved, and went through the checkpoint
         header = read_header(list_checkpoints(tmp_path / "part")[-1])
         assert header["recipe_state"]["ada"]["p"] > 0
     # and it is not trivially equal: a different seed gives different weights

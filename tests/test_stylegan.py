@@ -363,11 +363,11 @@ def test_stylegan_v1_takes_lazy_r1_as_stylegan2_does(fake_fashion):
         C.resolve("stylegan", layers + [{"recipe": {"r1_every": 0}}])
 
 
-def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0002_and_a_gpu_keeps_the_papers(monkeypatch):
+def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0003_and_a_gpu_keeps_the_papers(monkeypatch):
     cpu = [{"train": {"device": "cpu"}}]
     cfg = C.resolve("stylegan", cpu)
-    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (16, 2e-3, 2e-3)
-    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.002 (paper: 0.001)"} <= set(cfg.preset_notes)
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (16, 3e-3, 3e-3)
+    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.003 (paper: 0.001)"} <= set(cfg.preset_notes)
     assert C.resolve("stylegan", cpu + [{"recipe": {"r1_every": 1}}]).recipe.r1_every == 1  # the user's kept
     monkeypatch.setattr(C, "_runs_on_cpu", lambda merged: False)
     cfg = C.resolve("stylegan", [])

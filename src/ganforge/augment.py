@@ -20,6 +20,8 @@ restores torch's RNG state replays its augmentations exactly whatever p it had r
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -174,3 +176,87 @@ class AdaptiveP:
         if world().rank:  # the checkpoint's partial sums are rank 0's: under torchrun only rank 0 keeps them
             self._sign_sum.zero_()
             self._count.zero_()
+
+
+@dataclass
+class AugmentConfig:
+    """The `recipe.*` keys of D's augmentation, shared by every recipe that offers it."""
+    augment: str = ""          # D's differentiable augmentation: comma-separated ops of color, translation,
+                               # cutout ("" = none, the papers' setting)
+    augment_p: float = 1.0     # probability of each op per image: 1 = DiffAugment (ignored with ada)
+    ada: bool = False          # adapt p to D's overfitting (ADA): starts at 0; r_t = E[sign(D(real))] held near
+                               # ada_target
+    ada_target: float = 0.6    # ADA's r_t target (the paper's 0.6)
+    ada_kimg: float = 100.0    # thousands of images for p to move from 0 to 1 (paper: 500, for week-long runs)
+    ada_interval: int = 4      # D steps between adjustments of p (paper: 4)
+
+
+def check_augment(r, loss: str | None = None) -> None:
+    """Clear errors for bad augmentation keys of a recipe config `r`. With `loss` (train.loss), ADA is refused
+    where that loss has no decision boundary for its heuristic to read (a WGAN critic's scores). The
+    unconditional recipe passes none: it took ADA with any loss before this check existed, and its saved runs
+    must still resume."""
+    from .losses import DECISION_BOUNDARY
+    from .registry import GanforgeError
+
+    try:
+        parse_policy(r.augment)
+    except ValueError as e:
+        raise GanforgeError(f"recipe.augment: {e}") from None
+    if r.ada and not r.augment:
+        raise GanforgeError("recipe.ada adapts the strength of recipe.augment's ops, and recipe.augment is empty; "
+                            "set recipe.augment=color,translation,cutout")
+    if r.ada and loss is not None and loss not in DECISION_BOUNDARY:
+        raise GanforgeError(f"recipe.ada cannot be used with train.loss={loss}: ADA reads sign(D(real)), and this "
+                            f"loss's scores have no decision boundary; set recipe.augment_p (a fixed strength) instead")
+    if not 0 <= r.augment_p <= 1:
+        raise GanforgeError(f"recipe.augment_p must lie in [0, 1], got {r.augment_p}")
+    if not 0 < r.ada_target < 1 or not r.ada_kimg > 0 or r.ada_interval < 1:
+        raise GanforgeError(f"recipe.ada_target must lie in (0, 1), recipe.ada_kimg be > 0 and "
+                            f"recipe.ada_interval >= 1; got {r.ada_target}, {r.ada_kimg}, {r.ada_interval}")
+
+
+class DAugment:
+    """A recipe's augmentation of D's inputs, from its `AugmentConfig` keys: call it on every image D sees
+    (real, fake, and a penalty's inputs, so the penalty is taken through the ops as in StyleGAN2-ADA).
+
+    With ADA, p starts at 0 and follows r_t = E[sign(D(real) - boundary)] (`observe`). Whether anything is augmented at all switches on the
+    first time p rises above 0 (read on the host only when p was just adjusted, every ada_interval D steps, as
+    the official code reads its statistics) and stays on: while D does not overfit the step costs nothing
+    extra, and once it does, no more host reads. p and that switch are recipe state (`state_dict`), so a
+    resumed run augments exactly as the original did.
+    """
+
+    def __init__(self, rc, device, boundary: float | None = 0.0):
+        """`boundary`: the loss's decision boundary (losses.DECISION_BOUNDARY: 0, or 0.5 for LSGAN), around
+        which ADA reads the sign of D's real scores."""
+        self.ops = parse_policy(rc.augment)
+        self.boundary = boundary or 0.0
+        self.p_fixed = rc.augment_p
+        self.ada = (AdaptiveP(rc.ada_target, rc.ada_interval, rc.ada_kimg, 0.0, device)
+                    if self.ops and rc.ada else None)
+        self.on = bool(self.ops) and self.ada is None and rc.augment_p > 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.on:
+            return x
+        return augment(x, self.ops, self.ada.p if self.ada is not None else self.p_fixed)
+
+    def observe(self, real_logits: torch.Tensor) -> dict:
+        """Once per D step with D's logits on the (augmented) reals: ADA's bookkeeping; the stats to log."""
+        if self.ada is None:
+            return {}
+        self.ada.observe(real_logits.detach() - self.boundary)
+        if self.ada.step(real_logits.shape[0]) and not self.on:  # p was just adjusted
+            self.on = float(self.ada.p) > 0
+        return {"aug/p": self.ada.p.detach().clone(), "aug/rt": self.ada.rt().detach().clone()}
+
+    def state_dict(self) -> dict:
+        if self.ada is None:
+            return {}
+        return {"ada": {k: v.tolist() for k, v in self.ada.state_dict().items()}, "augmenting": self.on}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict({k: torch.tensor(v) for k, v in state["ada"].items()})
+            self.on = bool(state["augmenting"])

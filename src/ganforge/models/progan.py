@@ -154,11 +154,12 @@ class ProGANDiscriminator(Growing):
     # 6k-image phases (1/133 of the paper's), chosen on Fashion-MNIST from measured img/s per stage to leave
     # most of a 10-minute 32px run at the final resolution (measured: growing takes about 4 minutes on 2 cores);
     # the gradient penalty every 4th D step (StyleGAN2's lazy regularisation: half of a 64px step was the
-    # penalty's double backward) and learning rate 0.002, chosen on emoji (30 minutes, one core: FID 18.8 ->
-    # 16.2 -> 8.5) and confirmed on Fashion-MNIST (docs/models/progan.md, docs/benchmarks.md).
+    # penalty's double backward) and learning rate 0.003, chosen on emoji (30 minutes, one core: FID 18.8 ->
+    # 16.2 lazy -> 8.5 at lr 0.002 -> 6.2 at 0.003) and confirmed on Fashion-MNIST (20.8 -> 18.4 -> 12.3 -> 9.9;
+    # docs/models/progan.md, docs/benchmarks.md).
     cpu_defaults={"arch": {"fmap_base": 512, "fmap_max": 128},
                   "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0, "gp_every": 4},
-                  "train": {"lr_g": 2e-3, "lr_d": 2e-3}},
+                  "train": {"lr_g": 3e-3, "lr_d": 3e-3}},
 )
 def build_progan(cfg: ProGANConfig, resolution: int, channels: int):
     return ProGANGenerator(cfg, resolution, channels), ProGANDiscriminator(cfg, resolution, channels)

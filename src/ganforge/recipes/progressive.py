@@ -11,6 +11,13 @@ Pass structure as the unconditional recipe's: G runs once per step; phase D scor
 detached fakes and their mixes; phase G scores the same fakes with the just-updated D (frozen). The official
 code draws fresh latents for G's step; reusing the D phase's batch saves one G forward per step.
 The schedule is the loop's growth machinery (recipes/growth.py).
+
+Optional, not in the paper: D's inputs augmented (`recipe.augment`, DiffAugment's ops at probability
+`augment_p`), every image D scores. The penalty's mixes are augmented too, and the penalty is D's own gradient
+norm at the augmented mix: the critic that must be 1-Lipschitz is D on what it sees (a gradient taken through
+the ops, as StyleGAN2-ADA takes R1's, would be shrunk by cutout's zeros and pulled to 1 by a steeper D). ADA's
+adaptive p is refused with the WGAN loss: it reads sign(D(real)), and a critic's scores have no decision
+boundary.
 """
 from __future__ import annotations
 
@@ -19,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..losses import LOSSES
+from ..augment import AugmentConfig, DAugment, check_augment
+from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
 from ..train.compile import eager
 from . import check_every, lazy_opt_scale, lazy_phases
@@ -28,7 +36,7 @@ from .unconditional import Unconditional
 
 
 @dataclass
-class ProgressiveConfig(GrowthConfig):
+class ProgressiveConfig(AugmentConfig, GrowthConfig):  # augment keys: off unless asked for
     gp_weight: float = 10.0       # WGAN-GP's lambda
     gp_target: float = 1.0        # the gradient norm the penalty pulls toward (the official code's wgan_target)
     drift: float = 0.001          # epsilon_drift: keeps D's output near zero
@@ -36,13 +44,17 @@ class ProgressiveConfig(GrowthConfig):
                                   # (StyleGAN2's lazy regularisation, section 3.1); 1 = every step, the paper
 
 
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, target: float = 1.0) -> torch.Tensor:
-    """mean over the batch of (||grad_x D(x)|| - target)^2 at x = lerp(real, fake, u), u ~ U(0, 1) per sample;
-    differentiable in D's weights (double backward). fp32."""
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, target: float = 1.0, augment=None) -> torch.Tensor:
+    """mean over the batch of (||grad_x D(x)|| - target)^2 at x = lerp(real, fake, u), u ~ U(0, 1) per sample
+    (`augment`d where given: D's gradient at the augmented mix); differentiable in D's weights (double backward).
+    fp32."""
     u = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
-    mixed = torch.lerp(real.float(), fake.float(), u).requires_grad_(True)
     # the forward and its input gradient, both fp32; eager: a compiled D has no double backward
     with torch.autocast(real.device.type, enabled=False), eager():
+        mixed = torch.lerp(real.float(), fake.float(), u)
+        if augment is not None:
+            mixed = augment(mixed)
+        mixed = mixed.detach().requires_grad_(True)
         scores = D(mixed).float()
         (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
         norms = grad.flatten(1).square().sum(1).sqrt()
@@ -65,6 +77,11 @@ class Progressive:
         self.num_classes = 0
         self.growth = Growth(self.rc, cfg.data.resolution, cfg.train.batch_size)
         self.reset_optimizer_on_growth = self.rc.reset_optimizer
+        device = next(D.parameters()).device if D is not None else torch.device("cpu")
+        self.aug = DAugment(self.rc, device, DECISION_BOUNDARY.get(cfg.train.loss))
+
+    def _D(self, x: torch.Tensor) -> torch.Tensor:
+        return self.D(self.aug(x))
 
     @staticmethod
     def needs(cfg) -> set[str]:
@@ -80,15 +97,16 @@ class Progressive:
         if not (r.gp_target > 0 and math.isfinite(r.gp_target)):
             raise GanforgeError(f"recipe.gp_target must be a finite number > 0, got {r.gp_target}")
         check_every(r, "gp_every")
+        check_augment(r, cfg.train.loss)
 
     def schedule(self, nimg: int):
         return self.growth(nimg)
 
     def state_dict(self) -> dict:
-        return {}  # the stage is a function of images shown; the networks hold it too (growth_state)
+        return self.aug.state_dict()  # the stage is a function of images shown; the networks hold it too
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self.aug.load_state_dict(state)
 
     def begin_step(self, batch: dict, inputs: dict, schedule=None) -> dict:
         return {"real": batch["image"], "inputs": inputs}
@@ -97,22 +115,24 @@ class Progressive:
         rc = self.rc
         if phase == "D":
             ctx["fake"] = fake = self.G(**ctx["inputs"])
-            real_scores = self.D(ctx["real"]).float()
-            fake_scores = self.D(fake.detach()).float()
+            real_scores = self._D(ctx["real"]).float()
+            fake_scores = self._D(fake.detach()).float()
             out = {"loss/D": self.d_loss(real_scores, fake_scores)}
             if rc.gp_weight > 0 and self.gp_every == 1:  # not lazy: part of D's loss
                 out["loss/D_gp"] = self._gp(ctx)
             if rc.drift > 0:
                 out["loss/D_drift"] = real_scores.square().mean() * rc.drift
-            ctx["stats"] = {"D/real": real_scores.detach().mean(), "D/fake": fake_scores.detach().mean()}
+            ctx["stats"] = {"D/real": real_scores.detach().mean(), "D/fake": fake_scores.detach().mean(),
+                            **self.aug.observe(real_scores)}
             return out
         if phase == "D_reg":  # lazy: every gp_every steps, gp_every times the weight
             return {"loss/D_gp": self._gp(ctx) * self.gp_every}
         if phase == "G":
-            return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}
+            return {"loss/G": self.g_loss(self._D(ctx["fake"]).float())}
         raise KeyError(phase)
 
     def _gp(self, ctx: dict) -> torch.Tensor:
         rc = self.rc
-        gp = gradient_penalty(self.D, ctx["real"], ctx["fake"].detach(), rc.gp_target)
+        gp = gradient_penalty(self.D, ctx["real"], ctx["fake"].detach(), rc.gp_target,
+                              self.aug if self.aug.on else None)
         return gp * (rc.gp_weight / rc.gp_target ** 2)

@@ -15,6 +15,10 @@ Both penalties run in fp32 whatever the run's precision.
 
 StyleGAN (v1) grows like Progressive GAN (recipes/growth.py) and applies R1 (gamma 10) at every D step.
 
+Optional, in both (off by default, as in the papers): D's inputs augmented (`recipe.augment`: DiffAugment's ops,
+at a fixed probability or ADA's adaptive one, augment.py) on every image D scores; R1 is then taken through the
+ops, with respect to the un-augmented reals, as StyleGAN2-ADA does.
+
 Pass structure as the other recipes: G runs once per step for the D and G phases (the fakes scored by D, then by
 the just-updated D with D frozen); the regularisation phases run their own forwards.
 """
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..augment import AugmentConfig, DAugment, check_augment
 from ..losses import DECISION_BOUNDARY, LOSSES
 from ..registry import GanforgeError
 from ..train.compile import eager
@@ -33,7 +38,7 @@ from . import check_every, lazy_opt_scale, lazy_phases, logit_stats  # defined b
 
 
 @dataclass
-class StyleGAN2Config:
+class StyleGAN2Config(AugmentConfig):  # augment keys: off unless asked for
     r1_gamma: float = 10.0        # R1 weight gamma (config F at 1024: 10; NVlabs' small-data configs use less)
     r1_every: int = 16            # lazy R1: every N D steps (1 = every step, folded into D's loss)
     pl_weight: float = 2.0        # path-length penalty weight (0 = off)
@@ -44,7 +49,7 @@ class StyleGAN2Config:
 
 
 @dataclass
-class StyleGANConfig(GrowthConfig):
+class StyleGANConfig(AugmentConfig, GrowthConfig):  # augment keys: off unless asked for
     # NVlabs' FFHQ schedule (train.py, 8 GPUs): from 8x8, 600k-image phases, batch 256 at 8x8 halving to 32 at
     # 64x64 (train.batch_size above), learning rates rising above 128x128
     start_resolution: int = 8
@@ -83,7 +88,9 @@ def _part(t, n):
     return t[:n] if t is not None else None
 
 
-def _check_common(r) -> None:
+def _check_common(cfg) -> None:
+    r = cfg.recipe
+    check_augment(r, cfg.train.loss)
     if not (r.r1_gamma >= 0 and math.isfinite(r.r1_gamma)):
         raise GanforgeError(f"recipe.r1_gamma must be a finite number >= 0, got {r.r1_gamma}")
     if not 0 <= r.mixing <= 1:
@@ -104,6 +111,14 @@ class _Style:
         self.Phase = Phase
         self.r1_every = self.rc.r1_every if self.rc.r1_gamma > 0 else 1
         self.pl_weight = getattr(self.rc, "pl_weight", 0.0)
+        device = next(D.parameters()).device if D is not None else torch.device("cpu")
+        self.aug = DAugment(self.rc, device, self.boundary)
+
+    def _D(self, x: torch.Tensor) -> torch.Tensor:
+        return self.D(self.aug(x))
+
+    def _r1(self, real: torch.Tensor) -> torch.Tensor:
+        return r1_penalty(self._D, real)
 
     @staticmethod
     def needs(cfg) -> set[str]:
@@ -141,21 +156,22 @@ class _Style:
             if k < self.G.num_ws:  # mixing: k as a tensor, one compiled graph for every layer (StyleGenerator.ws)
                 inputs.update(z2=ctx["inputs"]["z2"], mix_cutoff=torch.tensor(k))
         ctx["fake"] = fake = self.G(**inputs)
-        real_logits = self.D(ctx["real"]).float()
-        fake_logits = self.D(fake.detach()).float()
-        ctx["stats"] = logit_stats(real_logits, fake_logits, self.boundary)
+        real_logits = self._D(ctx["real"]).float()
+        fake_logits = self._D(fake.detach()).float()
         out = {"loss/D": self.d_loss(real_logits, fake_logits)}
         if self.rc.r1_gamma > 0 and self.r1_every == 1:  # not lazy: part of D's loss
-            out["loss/D_r1"] = r1_penalty(self.D, ctx["real"]) * (self.rc.r1_gamma / 2)
+            out["loss/D_r1"] = self._r1(ctx["real"]) * (self.rc.r1_gamma / 2)
+        # ADA's bookkeeping last, as the other recipes: p moves after every D input of the step is augmented
+        ctx["stats"] = {**logit_stats(real_logits, fake_logits, self.boundary), **self.aug.observe(real_logits)}
         return out
 
     def losses(self, phase: str, ctx: dict) -> dict[str, torch.Tensor]:
         if phase == "D":
             return self._d_main(ctx)
         if phase == "D_reg":
-            return {"loss/D_r1": r1_penalty(self.D, ctx["real"]) * (self.rc.r1_gamma / 2 * self.r1_every)}
+            return {"loss/D_r1": self._r1(ctx["real"]) * (self.rc.r1_gamma / 2 * self.r1_every)}
         if phase == "G":
-            return {"loss/G": self.g_loss(self.D(ctx["fake"]).float())}
+            return {"loss/G": self.g_loss(self._D(ctx["fake"]).float())}
         if phase == "G_reg":
             return self._path_length(ctx)
         raise KeyError(phase)
@@ -182,7 +198,7 @@ class StyleGAN2Recipe(_Style):
     @staticmethod
     def check(cfg) -> None:
         r = cfg.recipe
-        _check_common(r)
+        _check_common(cfg)
         check_every(r, "r1_every", "pl_every", "pl_batch_shrink")
         if not (r.pl_weight >= 0 and math.isfinite(r.pl_weight)):
             raise GanforgeError(f"recipe.pl_weight must be a finite number >= 0, got {r.pl_weight}")
@@ -193,9 +209,10 @@ class StyleGAN2Recipe(_Style):
         return self._schedule
 
     def state_dict(self) -> dict:
-        return {"pl_mean": float(self.pl_mean)}
+        return {"pl_mean": float(self.pl_mean), **self.aug.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        self.aug.load_state_dict(state)
         if "pl_mean" in state:
             self.pl_mean.fill_(float(state["pl_mean"]))
 
@@ -226,7 +243,7 @@ class StyleGANRecipe(_Style):
 
     @staticmethod
     def check(cfg) -> None:
-        _check_common(cfg.recipe)
+        _check_common(cfg)
         check_every(cfg.recipe, "r1_every")
         check_growth(cfg.recipe, cfg.data.resolution)
 
@@ -242,7 +259,7 @@ class StyleGANRecipe(_Style):
         return min(self.G.num_ws, 2 * (int(math.log2(r)) - 1))
 
     def state_dict(self) -> dict:
-        return {}  # the stage is a function of images shown; the networks hold it too
+        return self.aug.state_dict()  # the stage is a function of images shown; the networks hold it too
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self.aug.load_state_dict(state)

@@ -30,8 +30,9 @@ def diversity(images: torch.Tensor, size: int = 16) -> float:
 
 
 class HealthMonitor:
-    def __init__(self, log_every: int):
+    def __init__(self, log_every: int, can_augment: bool = True):
         self.log_every = log_every
+        self.can_augment = can_augment  # the run's recipe takes recipe.augment (pix2pix's does not)
         self.d_wins_since: int | None = None
         self.losses: dict[str, deque] = {}
         self.active: set[str] = set()
@@ -53,11 +54,12 @@ class HealthMonitor:
             else:
                 self.d_wins_since = None
             wins = self.d_wins_since is not None and step - self.d_wins_since >= D_WINS_STEPS
+            cure = ("On a small data set D is memorising it: augment what D sees "
+                    "(--set recipe.augment=color,translation,cutout --set recipe.ada=true, ADA's adaptive strength; "
+                    "--set recipe.ada_target=0.4 augments harder). Else try" if self.can_augment else "Try")
             out += self._raise("d_wins", wins, (
                 f"D wins completely (accuracy {acc:.3f} for {step - (self.d_wins_since or step)} steps): G gets no "
-                f"useful gradient. On a small data set D is memorising it: augment what D sees "
-                f"(--set recipe.augment=color,translation,cutout --set recipe.ada=true, ADA's adaptive strength; "
-                f"--set recipe.ada_target=0.4 augments harder). Else try a lower train.lr_d or train.loss=hinge"))
+                f"useful gradient. {cure} a lower train.lr_d or train.loss=hinge"))
         for k, v in values.items():
             if k.startswith("loss/"):
                 self.losses.setdefault(k, deque(maxlen=FLAT_WINDOW)).append(v)

@@ -258,7 +258,7 @@ class Trainer:
         self._acc: dict = {"sums": {}}  # the current log interval's summed losses (on the device): see _run
         self._initial: dict | None = None  # a fresh run's state at step 0, to roll back to before any checkpoint
         self.progress = progress and self.world.main  # one progress bar, rank 0's
-        self.health = HealthMonitor(cfg.train.log_every)
+        self.health = HealthMonitor(cfg.train.log_every, hasattr(cfg.recipe, "augment"))
         self.best_fid = math.inf
         self._eval_reference = None
         self._health_reals: dict[int, torch.Tensor] = {}
@@ -415,7 +415,7 @@ class Trainer:
             raise GanforgeError(f"training diverged at step {at_step} and no good checkpoint is left to go back to")
         self.rollbacks, self.s.lr_scale = rollbacks, scale
         self.best_fid = min(best, self.best_fid)  # best.safetensors may come from the abandoned steps: keep its bar
-        self.health = HealthMonitor(t.log_every)  # its counts were of the abandoned steps
+        self.health = HealthMonitor(t.log_every, self.health.can_augment)  # its counts were of the abandoned steps
         self.s.set_learning_rates()  # a growing run's schedule re-applies the scale at its next step
         return (f"training diverged (non-finite loss or weights) at step {at_step}: rolled back to {to} (step "
                 f"{self.step}), learning rates x{scale:g} (rollback {rollbacks} of at most {t.diverge_retries})")
