@@ -212,13 +212,18 @@ def test_pixel_norm_gives_unit_mean_square_over_channels():
 
 # ------------------------------------------------------------------------------------------ the penalty
 
-@pytest.mark.parametrize("target", [1.0, 3.0])
-def test_gradient_penalty_matches_a_hand_computed_reference_and_reaches_D(target):
+def critic_and_batches(alpha: float):
+    """A tiny 8px critic (random biases) at fade-in `alpha`, and a real and a fake batch of 4 for it."""
     _, D = tiny_nets(8)
     randomise_biases(D)
-    D.set_growth(8, 0.5)  # mid-fade: every layer of D runs
+    D.set_growth(8, alpha)
     g = torch.Generator().manual_seed(5)
-    real, fake = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    return D, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("target", [1.0, 3.0])
+def test_gradient_penalty_matches_a_hand_computed_reference_and_reaches_D(target):
+    D, real, fake = critic_and_batches(0.5)  # mid-fade: every layer of D runs
     torch.manual_seed(7)
     gp = gradient_penalty(D, real, fake, target)
     torch.manual_seed(7)  # the same u
@@ -244,11 +249,7 @@ def test_an_augmented_penalty_is_ds_own_gradient_norm_at_the_augmented_mix():
     # ||grad_y D(y)|| at y = T(lerp(real, fake, u)), not the gradient through T (which cutout's zeros shrink)
     from ganforge.augment import augment
 
-    _, D = tiny_nets(8)
-    randomise_biases(D)
-    D.set_growth(8, 1.0)
-    g = torch.Generator().manual_seed(5)
-    real, fake = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    D, real, fake = critic_and_batches(1.0)
     T = lambda x: augment(x, ("translation", "cutout"))  # noqa: E731
     torch.manual_seed(7)
     gp = gradient_penalty(D, real, fake, 1.0, T)
@@ -312,11 +313,7 @@ def test_bad_gp_every_is_a_clear_error(value):
 def test_gradient_penalty_runs_in_fp32_under_a_bf16_run():
     # The loop calls the recipe's losses inside the run's autocast; the penalty promises fp32 throughout
     # (recipes/progressive.py: "a gradient norm in bf16 is too coarse"), its input gradient included.
-    _, D = tiny_nets(8)
-    randomise_biases(D)
-    D.set_growth(8, 0.5)
-    g = torch.Generator().manual_seed(5)
-    real, fake = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    D, real, fake = critic_and_batches(0.5)
     torch.manual_seed(7)
     fp32 = gradient_penalty(D, real, fake)
     torch.manual_seed(7)

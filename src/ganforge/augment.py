@@ -217,13 +217,14 @@ def check_augment(r, loss: str | None = None) -> None:
 
 
 class DAugment:
-    """A recipe's augmentation of D's inputs, from its `AugmentConfig` keys: call it on every image D sees
-    (real, fake, and a penalty's inputs, so the penalty is taken through the ops as in StyleGAN2-ADA).
+    """A recipe's augmentation of D's inputs, from its `AugmentConfig` keys: call it on every image D scores
+    (real, fake, and a penalty's inputs; with respect to what a penalty's gradient is taken is the recipe's
+    choice: R1 through the ops, WGAN-GP at the augmented mix).
 
-    With ADA, p starts at 0 and follows r_t = E[sign(D(real) - boundary)] (`observe`). Whether anything is augmented at all switches on the
-    first time p rises above 0 (read on the host only when p was just adjusted, every ada_interval D steps, as
-    the official code reads its statistics) and stays on: while D does not overfit the step costs nothing
-    extra, and once it does, no more host reads. p and that switch are recipe state (`state_dict`), so a
+    With ADA, p starts at 0 and follows r_t = E[sign(D(real) - boundary)] (`observe`). Whether anything is
+    augmented at all switches on the first time p rises above 0 (read on the host only when p was just adjusted,
+    every ada_interval D steps, as the official code reads its statistics) and stays on: while D does not
+    overfit the step costs nothing extra, and once it does, no more host reads. p and that switch are recipe state (`state_dict`), so a
     resumed run augments exactly as the original did.
     """
 

@@ -15,7 +15,8 @@ mix their statistics and change the method.
 Augmentation: every image D sees, real or fake, in both phases, goes through the same differentiable ops, so
 D cannot memorise the training set and G still learns the un-augmented distribution (the ops leak nothing when
 applied with p < ~0.8, ADA section 2.2). With `recipe.ada`, p starts at 0 and follows the overfitting
-heuristic r_t = E[sign(D(real))] toward `ada_target`; p is recipe state, saved in every checkpoint.
+heuristic r_t = E[sign(D(real) - b)] toward `ada_target`, b the loss's decision boundary (0; LSGAN's 0.5); p is
+recipe state, saved in every checkpoint. augment.DAugment holds it all, shared with the other recipes.
 """
 from __future__ import annotations
 
