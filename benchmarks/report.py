@@ -357,8 +357,8 @@ def progan_section() -> list[str]:
                       f"{grow_s / 60:.0f} minutes (from the speeds above); the final stage saw the last "
                       f"{p['nimg'] - grown:,}. To have shown dcgan's {d_img // 1000}k images, progan would need "
                       f"about {(grow_s + (d_img - grown) / v['32']) / 60:.0f} minutes here; whether it then wins is "
-                      f"not measured (the paper's budget is 800k images per phase). This row ran under the CPU "
-                      f"preset before (the penalty every step, lr 0.001); the preset now shows more images and "
+                      f"not measured (the paper's budget is 800k images per phase). This row ran under the first CPU "
+                      f"preset (the penalty every step, lr 0.001); the preset now shows more images and "
                       f"learns faster (the paragraph on the lazy penalty below). On emoji at 64px the order "
                       f"reverses: dcgan's 64px networks (12.7M parameters in G) do far more work per image than the "
                       f"CPU preset's progan (1.6M), so progan showed {emoji_ratio} the images in the same 30 "
@@ -448,7 +448,7 @@ def style_paragraphs(everything: dict) -> list[str]:
                       f"one thread each, side by side), progan reached 64px sooner but showed {p3['nimg']:,} images "
                       f"to {p6['nimg']:,} (64px steps are the slowest) and scored FID {p3['fid']:.1f} against "
                       f"{p6['fid']:.1f}; stylegan {s3['fid']:.1f} against {s6['fid']:.1f} ({s3['nimg']:,} images to "
-                      f"{s6['nimg']:,}). The phases stayed 6k (both measured under the CPU preset before: the "
+                      f"{s6['nimg']:,}). The phases stayed 6k (both measured under the first CPU preset: the "
                       f"penalty every step, lr 0.001)."]
     return lines
 
@@ -480,7 +480,7 @@ def lazy_paragraph(everything: dict) -> list[str]:
         top = max((k for k in e[0]["img_per_s_by_stage"] if " " not in k), key=int)
         speed = f"{e[1]['img_per_s_by_stage'][top] / e[0]['img_per_s_by_stage'][top]:.2f}"
         parts.append(f"{model} ({penalty} every {every}th D step): on emoji FID {trail(e)} ({imgs(e)} images; "
-                     f"the {top}px stage x{speed} faster lazy), recall {trail(e, 'recall')}; on Fashion-MNIST "
+                     f"the {top}px stage x{speed} faster when lazy), recall {trail(e, 'recall')}; on Fashion-MNIST "
                      f"FID {trail(f)} ({imgs(f)} images), recall {trail(f, 'recall')}")
     lines = ["", "**progan and stylegan (v1) on a CPU: the penalty lazy, lr 0.003.** Both grow with a penalty that "
                  "needs a double backward through D at every step (WGAN-GP, R1): at 64px about half of the step, as "

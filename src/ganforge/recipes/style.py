@@ -13,7 +13,8 @@ dynamics. Path-length regularisation (section 3.2): for images g(w) and y ~ N(0,
 its running mean a (decay 0.01: `pl_mean`, recipe state in every checkpoint), weight 2, on half the batch.
 Both penalties run in fp32 whatever the run's precision.
 
-StyleGAN (v1) grows like Progressive GAN (recipes/growth.py) and applies R1 (gamma 10) at every D step.
+StyleGAN (v1) grows like Progressive GAN (recipes/growth.py) and applies R1 (gamma 10) at every D step by
+default (`recipe.r1_every` makes it lazy, as StyleGAN2's).
 
 Optional, in both (off by default, as in the papers): D's inputs augmented (`recipe.augment`: DiffAugment's ops,
 at a fixed probability or ADA's adaptive one, augment.py) on every image D scores; R1 is then taken through the
