@@ -133,6 +133,5 @@ class Progressive:
 
     def _gp(self, ctx: dict) -> torch.Tensor:
         rc = self.rc
-        gp = gradient_penalty(self.D, ctx["real"], ctx["fake"].detach(), rc.gp_target,
-                              self.aug if self.aug.on else None)
+        gp = gradient_penalty(self.D, ctx["real"], ctx["fake"].detach(), rc.gp_target, self.aug)
         return gp * (rc.gp_weight / rc.gp_target ** 2)
