@@ -33,7 +33,7 @@ MAPPING_ERROR = "needs a model with a mapping network (stylegan, stylegan2)"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Tiny runs on synthetic Fashion-MNIST: both style models (16px, 4 steps), a 64px StyleGAN2 (the only size
+    """Tiny runs on synthetic Fashion-MNIST: both style models (16px, 4 steps), v1 without noise inputs, a 64px StyleGAN2 (the only size
     with all three style groups) and a DCGAN (no mapping network)."""
     tmp = tmp_path_factory.mktemp("style-runs")
     cache = tmp / "cache"
@@ -42,6 +42,8 @@ def runs(tmp_path_factory):
         for name, model, layers in [
             ("stylegan2", "stylegan2", tiny_layers("stylegan2", steps=4, sample_every=0)),
             ("stylegan", "stylegan", tiny_layers("stylegan", steps=4, sample_every=0)),
+            ("stylegan-quiet", "stylegan", tiny_layers("stylegan", steps=2, sample_every=0)
+             + [{"arch": {"use_noise": False}}]),
             ("stylegan2-64", "stylegan2", [{"data": {"resolution": 64}, "train": {"steps": 1, "batch_size": 4,
                                                                                    "sample_every": 0}},
                                            TINY["stylegan2"]]),
@@ -293,6 +295,20 @@ def test_every_tool_on_a_model_without_mapping_is_one_clear_error(runs):
     assert interpolate(g, [0, 1], 3).shape == (3, 1, 16, 16)  # in z, as ever
     with pytest.raises(GanforgeError, match="BigGAN's threshold"):
         g.sample(2, truncation=0)
+
+
+def test_v1_without_noise_inputs_gets_every_tool_but_variation_which_says_why(runs, tmp_path):
+    g = ganforge.load(runs.stylegan_quiet)
+    g.net.set_growth(16)
+    assert g.has_mapping and not g.capabilities["noise"]
+    with pytest.raises(GanforgeError, match="needs a model with noise inputs"):
+        T.stochastic_variation(g)
+    assert torch.equal(g.sample(3, seed=4), g.sample(3, seed=4))
+    assert T.truncation_strip(g, [0, 1]).tiles.shape[:2] == (2, 5)
+    assert torch.isfinite(T.style_mix(g, [0], [1]).tiles).all()
+    assert interpolate(g, [0, 1], 3, space="w").shape == (3, 1, 16, 16)
+    result = T.project(g, g.sample(1, seed=2), steps=3)
+    assert result.noise == [] and torch.isfinite(result.image).all()
 
 
 # ------------------------------------------------------------------------------------------ the CLI

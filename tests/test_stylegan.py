@@ -235,6 +235,19 @@ def test_noise_off_is_deterministic_and_noise_changes_only_details(make):
         assert (a - b).abs().mean() < (a - other).abs().mean()
 
 
+def test_v1_without_noise_inputs_has_no_noise_and_the_tools_say_so(tmp_path):
+    from ganforge.recipes import capabilities
+
+    G, _ = build_stylegan(StyleGANConfig(**{**TINY["stylegan"]["arch"], "use_noise": False}), 16, 3)
+    assert G.noise_shapes() == [] and not capabilities(G)["noise"]
+    assert not [n for n, _ in G.named_parameters() if "noise" in n]
+    G.eval()
+    z = torch.randn(4, G.z_dim)
+    with torch.no_grad():
+        assert torch.equal(G(z), G(z, [])), "no noise inputs: the same image with or without a noise list"
+    assert capabilities(tiny1()[0])["noise"], "the paper's default keeps the noise inputs"
+
+
 def test_stylegan2_builds_config_f_at_1024():
     with torch.device("meta"):
         G, D = build_stylegan2(StyleGAN2Config(), 1024, 3)
@@ -363,15 +376,19 @@ def test_stylegan_v1_takes_lazy_r1_as_stylegan2_does(fake_fashion):
         C.resolve("stylegan", layers + [{"recipe": {"r1_every": 0}}])
 
 
-def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0003_and_a_gpu_keeps_the_papers(monkeypatch):
+def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0003_without_mixing_and_a_gpu_keeps_the_papers(monkeypatch):
     cpu = [{"train": {"device": "cpu"}}]
     cfg = C.resolve("stylegan", cpu)
-    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (16, 3e-3, 3e-3)
-    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.003 (paper: 0.001)"} <= set(cfg.preset_notes)
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d, cfg.recipe.mixing) == (16, 3e-3, 3e-3, 0.0)
+    assert cfg.arch.use_noise, "the noise inputs stay on a CPU"
+    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.003 (paper: 0.001)",
+            "recipe.mixing=0.0 (paper: 0.9)"} <= set(cfg.preset_notes)
     assert C.resolve("stylegan", cpu + [{"recipe": {"r1_every": 1}}]).recipe.r1_every == 1  # the user's kept
+    assert C.resolve("stylegan", cpu + [{"recipe": {"mixing": 0.9}}]).recipe.mixing == 0.9
     monkeypatch.setattr(C, "_runs_on_cpu", lambda merged: False)
     cfg = C.resolve("stylegan", [])
-    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d) == (1, 1e-3, 1e-3)
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d, cfg.recipe.mixing) == (1, 1e-3, 1e-3, 0.9)
+    assert cfg.arch.use_noise
 
 
 def test_style_mixing_inputs_follow_the_probability_and_replay_from_the_seed():

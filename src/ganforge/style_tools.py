@@ -315,6 +315,7 @@ def project(gen: Generator, target: torch.Tensor, steps: int = 250, seed: int = 
         w_std = float((w - w_avg).square().sum(1).mean().sqrt())
     w_opt = w_avg.clone().requires_grad_(True)
     noise = [torch.randn(1, *s, generator=rng).to(dev).requires_grad_(optimize_noise) for s in G.noise_shapes()]
+    optimize_noise = optimize_noise and bool(noise)   # a model without noise inputs: w alone
     opt = torch.optim.Adam([w_opt, *noise] if optimize_noise else [w_opt], lr=lr, betas=(0.9, 0.999))
     loss_fn = ProjectionLoss(gen, target)
     frame_every = frame_every or max(1, steps // 40)

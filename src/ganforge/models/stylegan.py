@@ -41,6 +41,7 @@ class StyleGANConfig:
     fmap_max: int = 512
     fmap_min: int = 1
     mbstd_group: int = 4          # minibatch-stddev group size (0 or 1: none)
+    use_noise: bool = True        # per-pixel noise inputs (NVlabs' G_synthesis use_noise)
 
 
 def _check(cfg: StyleGANConfig, resolution: int) -> None:
@@ -54,14 +55,14 @@ def _check(cfg: StyleGANConfig, resolution: int) -> None:
 class Epilogue(nn.Module):
     """Noise (per-channel scales, zero at start), bias, LeakyReLU, instance norm, AdaIN style modulation."""
 
-    def __init__(self, channels: int, w_dim: int):
+    def __init__(self, channels: int, w_dim: int, use_noise: bool = True):
         super().__init__()
-        self.noise_weight = nn.Parameter(torch.zeros(channels))
+        self.noise_weight = nn.Parameter(torch.zeros(channels)) if use_noise else None
         self.bias = nn.Parameter(torch.zeros(channels))
         self.style = EqualizedLinear(w_dim, 2 * channels, gain=1.0)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if noise is not None:
+        if noise is not None and self.noise_weight is not None:
             x = x + noise.to(x.dtype) * self.noise_weight.to(x.dtype)[None, :, None, None]
         x = nn.functional.leaky_relu(x + self.bias.to(x.dtype)[None, :, None, None], 0.2)
         # Instance norm and the style in fp32 whatever the run's precision: the mean and variance over H x W
@@ -88,23 +89,25 @@ class StyleGANGenerator(StyleGenerator, Growing):
         self._init_growth(resolution)
         self.channels, self.z_dim, self.w_dim = channels, cfg.z_dim, cfg.w_dim
         self.num_ws = 2 * len(self.resolutions)
+        self.use_noise = bool(cfg.use_noise)
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_lr_mul)
         self.register_buffer("blur", fir_filter([1, 2, 1]), persistent=False)
         c4 = progan_nf(cfg, 4)
         self.const = nn.Parameter(torch.ones(c4, 4, 4))
         self.convs = nn.ModuleDict({"4": _conv(c4, c4)})
-        self.epilogues = nn.ModuleDict({"4": nn.ModuleList([Epilogue(c4, cfg.w_dim), Epilogue(c4, cfg.w_dim)])})
+        self.epilogues = nn.ModuleDict({"4": nn.ModuleList([Epilogue(c4, cfg.w_dim, cfg.use_noise), Epilogue(c4, cfg.w_dim, cfg.use_noise)])})
         self.up_convs = nn.ModuleDict()
         self.to_rgb = nn.ModuleDict({"4": EqualizedConv2d(c4, channels, 1, gain=1.0)})
         for r in self.resolutions[1:]:
             c_in, c = progan_nf(cfg, r // 2), progan_nf(cfg, r)
             self.up_convs[str(r)] = _conv(c_in, c)
             self.convs[str(r)] = _conv(c, c)
-            self.epilogues[str(r)] = nn.ModuleList([Epilogue(c, cfg.w_dim), Epilogue(c, cfg.w_dim)])
+            self.epilogues[str(r)] = nn.ModuleList([Epilogue(c, cfg.w_dim, cfg.use_noise), Epilogue(c, cfg.w_dim, cfg.use_noise)])
             self.to_rgb[str(r)] = EqualizedConv2d(c, channels, 1, gain=1.0)
 
     def noise_shapes(self) -> list[tuple[int, int, int]]:
-        return [(1, r, r) for r in self.resolutions for _ in range(2)]
+        """One [1, R, R] per noise input; none when the model has no noise inputs (arch.use_noise=false)."""
+        return [(1, r, r) for r in self.resolutions for _ in range(2)] if self.use_noise else []
 
     def layer_resolutions(self) -> list[int]:
         return [r for r in self.resolutions for _ in range(2)]
@@ -113,7 +116,7 @@ class StyleGANGenerator(StyleGenerator, Growing):
         """ws [N, num_ws, w_dim] -> images at the current stage's resolution; resolution 2^k's layers take
         ws[2k-4] and ws[2k-3]."""
         n = ws.shape[0]
-        noise = noise if noise is not None else [None] * self.num_ws
+        noise = noise if noise else [None] * self.num_ws   # None or [] (no noise inputs): no noise
         ep = self.epilogues["4"]
         x = ep[0](self.const[None].expand(n, -1, -1, -1).to(ws.dtype), ws[:, 0], noise[0])
         x = ep[1](self.convs["4"](x), ws[:, 1], noise[1])
@@ -193,10 +196,11 @@ class StyleGANDiscriminator(Growing):
     # On a CPU, each key the user does not set: Progressive GAN's CPU widths and 6k-image phases, 128-d z and w;
     # as ProGAN's CPU preset, the penalty lazy (R1 every 16th D step, StyleGAN2's section 3.1) and learning rate
     # 0.003, chosen on emoji (30 minutes, one core: FID 23.4 -> 19.6 lazy -> 15.7 at lr 0.002 -> 15.0 at 0.003)
-    # and confirmed on Fashion-MNIST (28.4 -> 23.6 -> 16.4 -> 15.1).
+    # and confirmed on Fashion-MNIST (28.4 -> 23.6 -> 16.4 -> 15.1); and, as StyleGAN2's CPU preset, no style
+    # mixing (emoji: 15.0 -> 9.0; Fashion-MNIST: docs/models/stylegan.md). The noise inputs stay.
     cpu_defaults={"arch": {"fmap_base": 512, "fmap_max": 128, "z_dim": 128, "w_dim": 128},
                   "recipe": {"stable_kimg": 6.0, "fade_kimg": 6.0, "batch_sizes": "", "lr_dict": "",
-                             "r1_every": 16},
+                             "r1_every": 16, "mixing": 0.0},
                   "train": {"batch_size": 16, "lr_g": 3e-3, "lr_d": 3e-3}},
 )
 def build_stylegan(cfg: StyleGANConfig, resolution: int, channels: int):

@@ -96,7 +96,7 @@ def capabilities(G: torch.nn.Module) -> dict:
     sampling, the CLI and the web page light up for a family the moment it declares a capability."""
     return {"conditional": getattr(G, "num_classes", 0) > 0, "num_classes": getattr(G, "num_classes", 0),
             "has_mapping": bool(getattr(G, "has_mapping", False)), "translates": bool(getattr(G, "translates", False)),
-            "noise": hasattr(G, "noise_shapes")}
+            "noise": bool(G.noise_shapes()) if hasattr(G, "noise_shapes") else False}
 
 
 def full_size(images: torch.Tensor, resolution: int) -> torch.Tensor:
