@@ -33,8 +33,8 @@ MAPPING_ERROR = "needs a model with a mapping network (stylegan, stylegan2)"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Tiny runs on synthetic Fashion-MNIST: both style models (16px, 4 steps), v1 without noise inputs, a 64px StyleGAN2 (the only size
-    with all three style groups) and a DCGAN (no mapping network)."""
+    """Tiny runs on synthetic Fashion-MNIST: both style models (16px, 4 steps), v1 without noise inputs (2 steps),
+    a 64px StyleGAN2 (the only size with all three style groups) and a DCGAN (no mapping network)."""
     tmp = tmp_path_factory.mktemp("style-runs")
     cache = tmp / "cache"
     with synthetic_fashion(cache) as env:

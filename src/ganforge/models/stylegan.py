@@ -95,14 +95,15 @@ class StyleGANGenerator(StyleGenerator, Growing):
         c4 = progan_nf(cfg, 4)
         self.const = nn.Parameter(torch.ones(c4, 4, 4))
         self.convs = nn.ModuleDict({"4": _conv(c4, c4)})
-        self.epilogues = nn.ModuleDict({"4": nn.ModuleList([Epilogue(c4, cfg.w_dim, cfg.use_noise), Epilogue(c4, cfg.w_dim, cfg.use_noise)])})
+        pair = lambda c: nn.ModuleList([Epilogue(c, cfg.w_dim, cfg.use_noise) for _ in range(2)])  # noqa: E731
+        self.epilogues = nn.ModuleDict({"4": pair(c4)})
         self.up_convs = nn.ModuleDict()
         self.to_rgb = nn.ModuleDict({"4": EqualizedConv2d(c4, channels, 1, gain=1.0)})
         for r in self.resolutions[1:]:
             c_in, c = progan_nf(cfg, r // 2), progan_nf(cfg, r)
             self.up_convs[str(r)] = _conv(c_in, c)
             self.convs[str(r)] = _conv(c, c)
-            self.epilogues[str(r)] = nn.ModuleList([Epilogue(c, cfg.w_dim, cfg.use_noise), Epilogue(c, cfg.w_dim, cfg.use_noise)])
+            self.epilogues[str(r)] = pair(c)
             self.to_rgb[str(r)] = EqualizedConv2d(c, channels, 1, gain=1.0)
 
     def noise_shapes(self) -> list[tuple[int, int, int]]:
