@@ -297,13 +297,12 @@ def test_every_tool_on_a_model_without_mapping_is_one_clear_error(runs):
         g.sample(2, truncation=0)
 
 
-def test_v1_without_noise_inputs_gets_every_tool_but_variation_which_says_why(runs, tmp_path):
+def test_v1_without_noise_inputs_gets_every_tool_but_variation_which_says_why(runs):
     g = ganforge.load(runs.stylegan_quiet)
     g.net.set_growth(16)
     assert g.has_mapping and not g.capabilities["noise"]
     with pytest.raises(GanforgeError, match="needs a model with noise inputs"):
         T.stochastic_variation(g)
-    assert torch.equal(g.sample(3, seed=4), g.sample(3, seed=4))
     assert T.truncation_strip(g, [0, 1]).tiles.shape[:2] == (2, 5)
     assert torch.isfinite(T.style_mix(g, [0], [1]).tiles).all()
     assert interpolate(g, [0, 1], 3, space="w").shape == (3, 1, 16, 16)

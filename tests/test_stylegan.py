@@ -235,7 +235,7 @@ def test_noise_off_is_deterministic_and_noise_changes_only_details(make):
         assert (a - b).abs().mean() < (a - other).abs().mean()
 
 
-def test_v1_without_noise_inputs_has_no_noise_and_the_tools_say_so(tmp_path):
+def test_v1_without_noise_inputs_has_no_noise_parameters_or_capability():
     from ganforge.recipes import capabilities
 
     G, _ = build_stylegan(StyleGANConfig(**{**TINY["stylegan"]["arch"], "use_noise": False}), 16, 3)
