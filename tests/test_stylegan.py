@@ -376,12 +376,12 @@ def test_stylegan_v1_takes_lazy_r1_as_stylegan2_does(fake_fashion):
         C.resolve("stylegan", layers + [{"recipe": {"r1_every": 0}}])
 
 
-def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0003_without_mixing_and_a_gpu_keeps_the_papers(monkeypatch):
+def test_v1s_cpu_preset_makes_r1_lazy_at_lr_0005_without_mixing_and_a_gpu_keeps_the_papers(monkeypatch):
     cpu = [{"train": {"device": "cpu"}}]
     cfg = C.resolve("stylegan", cpu)
-    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d, cfg.recipe.mixing) == (16, 3e-3, 3e-3, 0.0)
+    assert (cfg.recipe.r1_every, cfg.train.lr_g, cfg.train.lr_d, cfg.recipe.mixing) == (16, 5e-3, 5e-3, 0.0)
     assert cfg.arch.use_noise, "the noise inputs stay on a CPU"
-    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.003 (paper: 0.001)",
+    assert {"recipe.r1_every=16 (paper: 1)", "train.lr_g=0.005 (paper: 0.001)",
             "recipe.mixing=0.0 (paper: 0.9)"} <= set(cfg.preset_notes)
     assert C.resolve("stylegan", cpu + [{"recipe": {"r1_every": 1}}]).recipe.r1_every == 1  # the user's kept
     assert C.resolve("stylegan", cpu + [{"recipe": {"mixing": 0.9}}]).recipe.mixing == 0.9
