@@ -357,9 +357,11 @@ def progan_section() -> list[str]:
                       f"{grow_s / 60:.0f} minutes (from the speeds above); the final stage saw the last "
                       f"{p['nimg'] - grown:,}. To have shown dcgan's {d_img // 1000}k images, progan would need "
                       f"about {(grow_s + (d_img - grown) / v['32']) / 60:.0f} minutes here; whether it then wins is "
-                      f"not measured (the paper's budget is 800k images per phase). This row ran under the first CPU "
-                      f"preset (the penalty every step, lr 0.001); the preset now shows more images and "
-                      f"learns faster (the paragraph on the lazy penalty below). On emoji at 64px the order "
+                      f"not measured (the paper's budget is 800k images per phase)."
+                      + (" This row ran under the first CPU preset (the penalty every step, lr 0.001); the preset "
+                         "now shows more images and learns faster (the paragraph on the lazy penalty below)."
+                         if p.get("note") else "")
+                      + f" On emoji at 64px the order "
                       f"reverses: dcgan's 64px networks (12.7M parameters in G) do far more work per image than the "
                       f"CPU preset's progan (1.6M), so progan showed {emoji_ratio} the images in the same 30 "
                       f"minutes and {emoji_fid}.",
