@@ -461,6 +461,16 @@ def style_paragraphs(everything: dict) -> list[str]:
 V1_TUNING = "stylegan@emoji-64 tuning: "
 
 
+def _named_rows(everything: dict, keys: dict[str, str]) -> dict | None:
+    """{name: row} for {name: result key}, or None when any row is missing (a paragraph then stays out)."""
+    return {name: everything[k] for name, k in keys.items()} if all(k in everything for k in keys.values()) else None
+
+
+def _fid_recall(r: dict) -> str:
+    """FID 1 decimal and recall 2, as the tuning paragraphs quote a run."""
+    return f"{r['fid']:.1f} (recall {r['recall']:.2f})"
+
+
 def quiet_v1_paragraph(everything: dict) -> list[str]:
     """How stylegan (v1)'s CPU preset came to drop style mixing, from the emoji rows it was chosen on (30 minutes,
     one thread each, in pairs) and the Fashion-MNIST pair that confirmed it."""
@@ -469,23 +479,22 @@ def quiet_v1_paragraph(everything: dict) -> list[str]:
             "quiet_gamma1": V1_TUNING + "no noise, r1_gamma 1", "quiet_nomix": V1_TUNING + "no noise, no mixing",
             "quiet_nomix_lr4": V1_TUNING + "no noise, no mixing, lr 0.004",
             "f_before": "stylegan@fashion-32 held out: mixing 0.9", "f_now": "stylegan@fashion-32 held out: no mixing"}
-    if not all(k in everything for k in keys.values()):
+    e = _named_rows(everything, keys)
+    if e is None:
         return []
-    e = {name: everything[k] for name, k in keys.items()}
-    row = lambda r: f"{r['fid']:.1f} (recall {r['recall']:.2f})"  # noqa: E731
     return ["", f"**stylegan (v1) on a CPU: no style mixing.** At lr 0.003 with lazy R1, v1's emoji samples were "
                 f"textured blobs: a striped texture that changes with every noise draw, on images that are flat "
                 f"colour. Tried on emoji (64px, 30 minutes, one thread each, side by side in pairs, each row one "
-                f"run): the preset as it was, FID {row(e['before'])}; R1's gamma 1 instead of 10, {row(e['gamma1'])}; "
-                f"without the noise inputs (`arch.use_noise=false`, NVlabs' `use_noise`), {row(e['quiet'])}; "
-                f"without noise and with gamma 1, {row(e['quiet_gamma1'])}; without noise or mixing, "
-                f"{row(e['quiet_nomix'])}; the same at lr 0.004, {row(e['quiet_nomix_lr4'])}; with the noise and "
-                f"without mixing, **{row(e['now'])}**. Style mixing was the lever: without it the noise inputs no "
+                f"run): the preset as it was, FID {_fid_recall(e['before'])}; R1's gamma 1 instead of 10, {_fid_recall(e['gamma1'])}; "
+                f"without the noise inputs (`arch.use_noise=false`, NVlabs' `use_noise`), {_fid_recall(e['quiet'])}; "
+                f"without noise and with gamma 1, {_fid_recall(e['quiet_gamma1'])}; without noise or mixing, "
+                f"{_fid_recall(e['quiet_nomix'])}; the same at lr 0.004, {_fid_recall(e['quiet_nomix_lr4'])}; with the noise and "
+                f"without mixing, **{_fid_recall(e['now'])}**. Style mixing was the lever: without it the noise inputs no "
                 f"longer cost anything measurable ({e['now']['fid']:.1f} with them, {e['quiet_nomix']['fid']:.1f} "
                 f"without), so they stay, as the paper has them, and so does stochastic variation. The CPU preset "
                 f"leaves mixing out, as StyleGAN2's does. Confirmed on Fashion-MNIST at 32px, held out (10 minutes, "
-                f"one thread each, side by side; nothing was chosen on it): FID {row(e['f_before'])} with mixing 0.9 "
-                f"against **{row(e['f_now'])}** without. On a GPU v1 keeps the paper's mixing 0.9."]
+                f"one thread each, side by side; nothing was chosen on it): FID {_fid_recall(e['f_before'])} with mixing 0.9 "
+                f"against **{_fid_recall(e['f_now'])}** without. On a GPU v1 keeps the paper's mixing 0.9."]
 
 
 def v1_lr_paragraph(everything: dict) -> list[str]:
@@ -494,16 +503,15 @@ def v1_lr_paragraph(everything: dict) -> list[str]:
     keys = {"lr3": "stylegan@emoji-64 lr 0.003, no mixing", "lr4": V1_TUNING + "lr 0.004",
             "lr5": "stylegan@emoji-64", "f_lr3": "stylegan@fashion-32 held out: lr 0.003",
             "f_lr5": "stylegan@fashion-32 held out: lr 0.005"}
-    if not all(k in everything for k in keys.values()):
+    e = _named_rows(everything, keys)
+    if e is None:
         return []
-    e = {name: everything[k] for name, k in keys.items()}
-    row = lambda r: f"{r['fid']:.1f} (recall {r['recall']:.2f})"  # noqa: E731
     return ["", f"**stylegan (v1) on a CPU: lr 0.005.** Without style mixing, v1 took a higher learning rate "
                 f"(emoji, 64px, 30 minutes, one thread each, each row one run): lr 0.003 (the preset before), FID "
-                f"{row(e['lr3'])}; lr 0.004, {row(e['lr4'])}; lr 0.005, **{row(e['lr5'])}** (the 0.004 and 0.005 "
+                f"{_fid_recall(e['lr3'])}; lr 0.004, {_fid_recall(e['lr4'])}; lr 0.005, **{_fid_recall(e['lr5'])}** (the 0.004 and 0.005 "
                 f"runs side by side, the 0.003 run in the pair before them). Confirmed on Fashion-MNIST at 32px, held "
-                f"out (10 minutes, one thread each, side by side; nothing was chosen on it): FID {row(e['f_lr3'])} at "
-                f"lr 0.003 against **{row(e['f_lr5'])}** at 0.005. On emoji each step is small against what one run "
+                f"out (10 minutes, one thread each, side by side; nothing was chosen on it): FID {_fid_recall(e['f_lr3'])} at "
+                f"lr 0.003 against **{_fid_recall(e['f_lr5'])}** at 0.005. On emoji each step is small against what one run "
                 f"each can tell from chance, but all point the same way, as does Fashion-MNIST. On a GPU v1 keeps "
                 f"the paper's 0.001."]
 
