@@ -478,23 +478,25 @@ def quiet_v1_paragraph(everything: dict) -> list[str]:
             "gamma1": V1_TUNING + "r1_gamma 1", "quiet": V1_TUNING + "no noise",
             "quiet_gamma1": V1_TUNING + "no noise, r1_gamma 1", "quiet_nomix": V1_TUNING + "no noise, no mixing",
             "quiet_nomix_lr4": V1_TUNING + "no noise, no mixing, lr 0.004",
-            "f_before": "stylegan@fashion-32 held out: mixing 0.9", "f_now": "stylegan@fashion-32 held out: no mixing"}
+            "f_before": "stylegan@fashion-32 held out: mixing 0.9",
+            "f_now": "stylegan@fashion-32 held out: no mixing"}
     e = _named_rows(everything, keys)
     if e is None:
         return []
+    q = {name: _fid_recall(r) for name, r in e.items()}
     return ["", f"**stylegan (v1) on a CPU: no style mixing.** At lr 0.003 with lazy R1, v1's emoji samples were "
                 f"textured blobs: a striped texture that changes with every noise draw, on images that are flat "
                 f"colour. Tried on emoji (64px, 30 minutes, one thread each, side by side in pairs, each row one "
-                f"run): the preset as it was, FID {_fid_recall(e['before'])}; R1's gamma 1 instead of 10, {_fid_recall(e['gamma1'])}; "
-                f"without the noise inputs (`arch.use_noise=false`, NVlabs' `use_noise`), {_fid_recall(e['quiet'])}; "
-                f"without noise and with gamma 1, {_fid_recall(e['quiet_gamma1'])}; without noise or mixing, "
-                f"{_fid_recall(e['quiet_nomix'])}; the same at lr 0.004, {_fid_recall(e['quiet_nomix_lr4'])}; with the noise and "
-                f"without mixing, **{_fid_recall(e['now'])}**. Style mixing was the lever: without it the noise inputs no "
+                f"run): the preset as it was, FID {q['before']}; R1's gamma 1 instead of 10, {q['gamma1']}; "
+                f"without the noise inputs (`arch.use_noise=false`, NVlabs' `use_noise`), {q['quiet']}; "
+                f"without noise and with gamma 1, {q['quiet_gamma1']}; without noise or mixing, "
+                f"{q['quiet_nomix']}; the same at lr 0.004, {q['quiet_nomix_lr4']}; with the noise and "
+                f"without mixing, **{q['now']}**. Style mixing was the lever: without it the noise inputs no "
                 f"longer cost anything measurable ({e['now']['fid']:.1f} with them, {e['quiet_nomix']['fid']:.1f} "
                 f"without), so they stay, as the paper has them, and so does stochastic variation. The CPU preset "
                 f"leaves mixing out, as StyleGAN2's does. Confirmed on Fashion-MNIST at 32px, held out (10 minutes, "
-                f"one thread each, side by side; nothing was chosen on it): FID {_fid_recall(e['f_before'])} with mixing 0.9 "
-                f"against **{_fid_recall(e['f_now'])}** without. On a GPU v1 keeps the paper's mixing 0.9."]
+                f"one thread each, side by side; nothing was chosen on it): FID {q['f_before']} with mixing 0.9 "
+                f"against **{q['f_now']}** without. On a GPU v1 keeps the paper's mixing 0.9."]
 
 
 def v1_lr_paragraph(everything: dict) -> list[str]:
@@ -506,14 +508,15 @@ def v1_lr_paragraph(everything: dict) -> list[str]:
     e = _named_rows(everything, keys)
     if e is None:
         return []
+    q = {name: _fid_recall(r) for name, r in e.items()}
     return ["", f"**stylegan (v1) on a CPU: lr 0.005.** Without style mixing, v1 took a higher learning rate "
                 f"(emoji, 64px, 30 minutes, one thread each, each row one run): lr 0.003 (the preset before), FID "
-                f"{_fid_recall(e['lr3'])}; lr 0.004, {_fid_recall(e['lr4'])}; lr 0.005, **{_fid_recall(e['lr5'])}** (the 0.004 and 0.005 "
-                f"runs side by side, the 0.003 run in the pair before them). Confirmed on Fashion-MNIST at 32px, held "
-                f"out (10 minutes, one thread each, side by side; nothing was chosen on it): FID {_fid_recall(e['f_lr3'])} at "
-                f"lr 0.003 against **{_fid_recall(e['f_lr5'])}** at 0.005. On emoji each step is small against what one run "
-                f"each can tell from chance, but all point the same way, as does Fashion-MNIST. On a GPU v1 keeps "
-                f"the paper's 0.001."]
+                f"{q['lr3']}; lr 0.004, {q['lr4']}; lr 0.005, **{q['lr5']}** (the 0.004 and 0.005 runs side by "
+                f"side, the 0.003 run in the pair before them). Confirmed on Fashion-MNIST at 32px, held out (10 "
+                f"minutes, one thread each, side by side; nothing was chosen on it): FID {q['f_lr3']} at lr 0.003 "
+                f"against **{q['f_lr5']}** at 0.005. On emoji each step is small against what one run each can "
+                f"tell from chance, but all point the same way, as does Fashion-MNIST. On a GPU v1 keeps the "
+                f"paper's 0.001."]
 
 
 LAZY = {"progan": ("the WGAN-GP penalty", 4,
@@ -550,8 +553,9 @@ def lazy_paragraph(everything: dict) -> list[str]:
                  "the stage speeds above imply. Their CPU preset now runs it lazily, as StyleGAN2 does (section 3.1: "
                  "every N D steps, weighted N times, D's Adam at lr c and betas^c, c = N / (N + 1)), and trains at "
                  "learning rate 0.003 instead of the papers' 0.001 (0.002 is StyleGAN2's rate; 0.003 did better "
-                 "still; for stylegan, once style mixing was out, 0.005 did better again: its paragraph below). Chosen on emoji at 64px (30 minutes, one thread each, side by "
-                 "side: the paper's way -> lazy -> lazy at lr 0.002 -> at lr 0.003) and confirmed on Fashion-MNIST "
+                 "still; for stylegan, once style mixing was out, 0.005 did better again: its paragraph below). "
+                 "Chosen on emoji at 64px (30 minutes, one thread each, side by side: the paper's way -> lazy -> "
+                 "lazy at lr 0.002 -> at lr 0.003) and confirmed on Fashion-MNIST "
                  "at 32px (10 minutes, one thread each, side by side; nothing was chosen on it): " + "; ".join(parts)
                  + ". For stylegan the last step (0.002 to 0.003) is small on both sets, but the same way on both. "
                  "On a GPU both keep the papers' settings (the penalty every step, lr 0.001)."]

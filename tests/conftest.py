@@ -23,9 +23,8 @@ TINY = {
     "progan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16},
                "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0}},
     # widths 16, 16, 8 at 4, 8, 16px; 16-d z and w, a 2-layer mapping; the regularisers' intervals as the paper's
-    # stylegan: the paper's noise inputs and style mixing 0.9, which its CPU preset switches off
-    "stylegan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2,
-                          "use_noise": True},
+    # stylegan: the paper's style mixing 0.9, which its CPU preset switches off
+    "stylegan": {"arch": {"fmap_base": 64, "fmap_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2},
                  "recipe": {"stable_kimg": 1.0, "fade_kimg": 1.0, "start_resolution": 4, "batch_sizes": "",
                             "mixing": 0.9}},
     # stylegan2: the paper's regularisers (style mixing 0.9, path length 2), which its CPU preset switches off
